@@ -40,6 +40,9 @@ pub enum Error {
     FilterLimitExceeded(String),
     #[error("The image '{image_id}' is in state {state}, which does not allow this request")]
     IncorrectImageState { image_id: String, state: String },
+    /// Every check passed and `DryRun` was set: AWS answers with this error.
+    #[error("Request would have succeeded, but DryRun flag is set.")]
+    DryRunOperation,
     /// A fault inside Hangar (storage, corruption). Rendered as
     /// `InternalError` without the detail, which is logged instead.
     #[error("internal error: {0}")]

@@ -60,6 +60,9 @@ pub struct DescribeImagesInput {
 pub struct DescribeImagesOutput {
     pub images: Vec<Image>,
     pub next_token: Option<String>,
+    /// The moment the listing was taken; time-dependent fields (deprecation,
+    /// protection cooldown) are reported as of then.
+    pub as_of_ms: i64,
 }
 
 /// The attributes `DescribeImageAttribute` knows, named as AWS names them.
@@ -236,7 +239,12 @@ fn validate_mappings(mappings: &[BlockDeviceMapping]) -> Result<()> {
 }
 
 impl Hangar {
-    pub async fn register_image(&self, caller: &Caller, input: RegisterImageInput) -> Result<String> {
+    pub async fn register_image(
+        &self,
+        caller: &Caller,
+        input: RegisterImageInput,
+        dry_run: bool,
+    ) -> Result<String> {
         let name = input
             .name
             .clone()
@@ -301,6 +309,9 @@ impl Hangar {
             }
         }
         let image_tags = tags::tags_for(&input.tag_specifications, "image", &["image"])?;
+        if dry_run {
+            return Err(Error::DryRunOperation);
+        }
 
         let now = self.clock.now_ms();
         let image_location = input
@@ -582,6 +593,7 @@ impl Hangar {
                 .map(|image| Self::view_for(caller, image))
                 .collect(),
             next_token,
+            as_of_ms: now,
         })
     }
 
@@ -665,8 +677,13 @@ impl Hangar {
         &self,
         caller: &Caller,
         input: ModifyImageAttributeInput,
+        dry_run: bool,
     ) -> Result<()> {
         let change = AttributeChange::from_input(&input)?;
+        if dry_run {
+            self.owned_image(caller, &input.image_id).await?;
+            return Err(Error::DryRunOperation);
+        }
         self.update_owned_image(caller, &input.image_id, |image| change.apply(image))
             .await?;
         Ok(())
@@ -677,6 +694,7 @@ impl Hangar {
         caller: &Caller,
         image_id: &str,
         attribute: &str,
+        dry_run: bool,
     ) -> Result<()> {
         if attribute != "launchPermission" {
             return Err(Error::invalid_value(
@@ -684,6 +702,10 @@ impl Hangar {
                 attribute,
                 "Only launchPermission can be reset.",
             ));
+        }
+        if dry_run {
+            self.owned_image(caller, image_id).await?;
+            return Err(Error::DryRunOperation);
         }
         self.update_owned_image(caller, image_id, |image| {
             image.launch_permissions.clear();
@@ -698,7 +720,12 @@ impl Hangar {
         caller: &Caller,
         image_id: &str,
         _delete_associated_snapshots: bool,
+        dry_run: bool,
     ) -> Result<Vec<DeleteSnapshotResult>> {
+        if dry_run {
+            self.owned_image(caller, image_id).await?;
+            return Err(Error::DryRunOperation);
+        }
         let now = self.clock.now_ms();
         self.update_owned_image(caller, image_id, |image| {
             image.state = ImageState::Deregistered;
@@ -712,7 +739,13 @@ impl Hangar {
         Ok(Vec::new())
     }
 
-    pub async fn create_tags(&self, caller: &Caller, resource_ids: &[String], new_tags: &[Tag]) -> Result<()> {
+    pub async fn create_tags(
+        &self,
+        caller: &Caller,
+        resource_ids: &[String],
+        new_tags: &[Tag],
+        dry_run: bool,
+    ) -> Result<()> {
         if resource_ids.is_empty() {
             return Err(Error::MissingParameter("ResourceId".into()));
         }
@@ -727,6 +760,9 @@ impl Hangar {
         for resource_id in resource_ids {
             self.taggable_image(caller, resource_id).await?;
         }
+        if dry_run {
+            return Err(Error::DryRunOperation);
+        }
         for resource_id in resource_ids {
             self.update_owned_image(caller, resource_id, |image| tags::merge(&mut image.tags, new_tags))
                 .await?;
@@ -739,12 +775,16 @@ impl Hangar {
         caller: &Caller,
         resource_ids: &[String],
         removals: &[TagRemoval],
+        dry_run: bool,
     ) -> Result<()> {
         if resource_ids.is_empty() {
             return Err(Error::MissingParameter("ResourceId".into()));
         }
         for resource_id in resource_ids {
             self.taggable_image(caller, resource_id).await?;
+        }
+        if dry_run {
+            return Err(Error::DryRunOperation);
         }
         for resource_id in resource_ids {
             self.update_owned_image(caller, resource_id, |image| {

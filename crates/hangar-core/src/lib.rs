@@ -15,6 +15,7 @@ pub mod images;
 pub mod model;
 pub mod page;
 pub mod repo;
+pub mod regions;
 pub mod service;
 pub mod tags;
 pub mod timefmt;

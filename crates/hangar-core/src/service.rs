@@ -85,22 +85,4 @@ impl Hangar {
         }
         Ok(())
     }
-
-    /// Regions as `DescribeRegions` reports them: the configured ones.
-    pub fn describe_regions(&self, names: &[String]) -> Result<Vec<String>, Error> {
-        for name in names {
-            if !self.settings.regions.contains(name) {
-                return Err(Error::InvalidParameterValue(format!(
-                    "Invalid region name: {name}"
-                )));
-            }
-        }
-        Ok(self
-            .settings
-            .regions
-            .iter()
-            .filter(|region| names.is_empty() || names.contains(region))
-            .cloned()
-            .collect())
-    }
 }

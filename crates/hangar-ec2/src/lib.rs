@@ -1,1 +1,167 @@
-//! EC2 Query protocol (in progress).
+//! The EC2 Query protocol.
+//!
+//! A request arrives as form parameters and a verified [`Caller`]; it is
+//! parsed once into a typed [`action::Action`], dispatched to the domain
+//! ([`hangar_core::Hangar`]), and the result or error is written as EC2 XML.
+//! This is the only crate that knows EC2's wire shapes.
+
+pub mod action;
+pub mod error;
+pub mod params;
+pub mod render;
+pub mod xml;
+
+use hangar_core::images::ImageAttributeName;
+use hangar_core::{Caller, Error, Hangar};
+
+use crate::action::{Action, Request};
+use crate::error::WireError;
+use crate::params::{Limits, Params};
+use crate::render::Reply;
+
+/// A finished response: HTTP status and XML body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    /// The action's name when it parsed, for logs and metrics.
+    pub action: Option<&'static str>,
+    /// The domain error behind a 5xx, for the server's log only.
+    pub internal_detail: Option<String>,
+}
+
+impl Response {
+    pub fn error(error: &WireError, request_id: &str) -> Self {
+        Self {
+            status: error.status,
+            body: error.render(request_id),
+            action: None,
+            internal_detail: None,
+        }
+    }
+}
+
+/// Handles one EC2 request end to end.
+pub async fn handle(
+    hangar: &Hangar,
+    caller: &Caller,
+    form: &[u8],
+    limits: Limits,
+    request_id: &str,
+) -> Response {
+    let request = match Params::from_form(form, limits).and_then(|params| action::parse(&params)) {
+        Ok(request) => request,
+        Err(error) => return Response::error(&WireError::from(error), request_id),
+    };
+    let name = request.action.name();
+    match dispatch(hangar, caller, request).await {
+        Ok(reply) => Response {
+            status: 200,
+            body: render::render(name, request_id, &reply),
+            action: Some(name),
+            internal_detail: None,
+        },
+        Err(error) => {
+            let mut response = Response::error(&WireError::from(&error), request_id);
+            response.action = Some(name);
+            if let Error::Internal(detail) = error {
+                response.internal_detail = Some(detail);
+            }
+            response
+        }
+    }
+}
+
+/// Runs a read-only action and, under `DryRun`, answers `DryRunOperation`
+/// instead of its result.
+fn read_only(dry_run: bool, result: Result<Reply, Error>) -> Result<Reply, Error> {
+    match (dry_run, result) {
+        (true, Ok(_)) => Err(Error::DryRunOperation),
+        (_, result) => result,
+    }
+}
+
+async fn dispatch(hangar: &Hangar, caller: &Caller, request: Request) -> Result<Reply, Error> {
+    let dry_run = request.dry_run;
+    match request.action {
+        Action::RegisterImage(input) => hangar
+            .register_image(caller, input, dry_run)
+            .await
+            .map(Reply::ImageId),
+        Action::DescribeImages(input) => read_only(
+            dry_run,
+            hangar.describe_images(caller, input).await.map(Reply::Images),
+        ),
+        Action::DescribeImageAttribute {
+            image_id,
+            attribute,
+        } => {
+            let attribute = ImageAttributeName::parse(&attribute)?;
+            read_only(
+                dry_run,
+                hangar
+                    .describe_image_attribute(caller, &image_id, attribute)
+                    .await
+                    .map(Reply::ImageAttribute),
+            )
+        }
+        Action::ModifyImageAttribute(input) => hangar
+            .modify_image_attribute(caller, input, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::ResetImageAttribute {
+            image_id,
+            attribute,
+        } => hangar
+            .reset_image_attribute(caller, &image_id, &attribute, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::DeregisterImage {
+            image_id,
+            delete_associated_snapshots,
+        } => hangar
+            .deregister_image(caller, &image_id, delete_associated_snapshots, dry_run)
+            .await
+            .map(Reply::Deregistered),
+        Action::CreateTags { resource_ids, tags } => hangar
+            .create_tags(caller, &resource_ids, &tags, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::DeleteTags { resource_ids, tags } => hangar
+            .delete_tags(caller, &resource_ids, &tags, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::DescribeTags {
+            filters,
+            max_results,
+            next_token,
+        } => read_only(
+            dry_run,
+            hangar
+                .describe_tags(caller, &filters, max_results, next_token.as_deref())
+                .await
+                .map(Reply::Tags),
+        ),
+        Action::DescribeRegions {
+            region_names,
+            all_regions: _,
+            filters,
+        } => read_only(
+            dry_run,
+            hangar
+                .describe_regions(&region_names, &filters)
+                .map(Reply::Regions),
+        ),
+        Action::DescribeAvailabilityZones {
+            zone_names,
+            zone_ids,
+            all_availability_zones: _,
+            filters,
+        } => read_only(
+            dry_run,
+            hangar
+                .describe_availability_zones(caller, &zone_names, &zone_ids, &filters)
+                .map(Reply::Zones),
+        ),
+    }
+}

@@ -1,0 +1,371 @@
+//! One typed `Action` per EC2 operation Hangar serves, parsed once from the
+//! query parameters. Names are AWS's, verbatim.
+
+use hangar_core::filter::Filter;
+use hangar_core::images::{
+    DescribeImagesInput, LaunchPermissionChanges, ModifyImageAttributeInput, RegisterImageInput,
+};
+use hangar_core::model::{BlockDeviceMapping, EbsBlockDevice, LaunchPermission, Tag};
+use hangar_core::tags::{TagRemoval, TagSpecification};
+
+use crate::error::ProtocolError;
+use crate::params::{Params, View};
+
+pub const VERSION: &str = "2016-11-15";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    RegisterImage(RegisterImageInput),
+    DescribeImages(DescribeImagesInput),
+    DescribeImageAttribute { image_id: String, attribute: String },
+    ModifyImageAttribute(ModifyImageAttributeInput),
+    ResetImageAttribute { image_id: String, attribute: String },
+    DeregisterImage { image_id: String, delete_associated_snapshots: bool },
+    CreateTags { resource_ids: Vec<String>, tags: Vec<Tag> },
+    DeleteTags { resource_ids: Vec<String>, tags: Vec<TagRemoval> },
+    DescribeTags { filters: Vec<Filter>, max_results: Option<i64>, next_token: Option<String> },
+    DescribeRegions { region_names: Vec<String>, all_regions: bool, filters: Vec<Filter> },
+    DescribeAvailabilityZones {
+        zone_names: Vec<String>,
+        zone_ids: Vec<String>,
+        all_availability_zones: bool,
+        filters: Vec<Filter>,
+    },
+}
+
+/// A parsed request: the action and the common `DryRun` flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub action: Action,
+    pub dry_run: bool,
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::RegisterImage(_) => "RegisterImage",
+            Action::DescribeImages(_) => "DescribeImages",
+            Action::DescribeImageAttribute { .. } => "DescribeImageAttribute",
+            Action::ModifyImageAttribute(_) => "ModifyImageAttribute",
+            Action::ResetImageAttribute { .. } => "ResetImageAttribute",
+            Action::DeregisterImage { .. } => "DeregisterImage",
+            Action::CreateTags { .. } => "CreateTags",
+            Action::DeleteTags { .. } => "DeleteTags",
+            Action::DescribeTags { .. } => "DescribeTags",
+            Action::DescribeRegions { .. } => "DescribeRegions",
+            Action::DescribeAvailabilityZones { .. } => "DescribeAvailabilityZones",
+        }
+    }
+}
+
+fn filters(view: &View) -> Result<Vec<Filter>, ProtocolError> {
+    view.structs("Filter")?
+        .into_iter()
+        .map(|filter| {
+            Ok(Filter {
+                name: filter.required("Name")?,
+                values: filter.strings("Value")?,
+            })
+        })
+        .collect()
+}
+
+fn tags(view: &View, name: &str) -> Result<Vec<Tag>, ProtocolError> {
+    view.structs(name)?
+        .into_iter()
+        .map(|tag| {
+            Ok(Tag {
+                key: tag.required("Key")?,
+                value: tag.string("Value").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn tag_specifications(view: &View) -> Result<Vec<TagSpecification>, ProtocolError> {
+    view.structs("TagSpecification")?
+        .into_iter()
+        .map(|specification| {
+            Ok(TagSpecification {
+                resource_type: specification.string("ResourceType"),
+                tags: tags(&specification, "Tag")?,
+            })
+        })
+        .collect()
+}
+
+fn block_device_mappings(view: &View) -> Result<Vec<BlockDeviceMapping>, ProtocolError> {
+    view.structs("BlockDeviceMapping")?
+        .into_iter()
+        .map(|mapping| {
+            let ebs = if mapping.present("Ebs") {
+                let ebs = mapping.member("Ebs");
+                Some(EbsBlockDevice {
+                    snapshot_id: ebs.string("SnapshotId"),
+                    volume_size: ebs.int("VolumeSize")?,
+                    volume_type: ebs.string("VolumeType"),
+                    delete_on_termination: ebs.bool("DeleteOnTermination")?,
+                    iops: ebs.int("Iops")?,
+                    throughput: ebs.int("Throughput")?,
+                    encrypted: ebs.bool("Encrypted")?,
+                    kms_key_id: ebs.string("KmsKeyId"),
+                })
+            } else {
+                None
+            };
+            Ok(BlockDeviceMapping {
+                device_name: mapping.required("DeviceName")?,
+                virtual_name: mapping.string("VirtualName"),
+                ebs,
+                // NoDevice carries an empty string when set.
+                no_device: mapping.string("NoDevice").is_some(),
+            })
+        })
+        .collect()
+}
+
+fn launch_permissions(view: &View, name: &str) -> Result<Vec<LaunchPermission>, ProtocolError> {
+    view.structs(name)?
+        .into_iter()
+        .map(|permission| {
+            let group = match permission.string("Group") {
+                None => None,
+                Some(group) if group == "all" => Some(LaunchPermission::GroupAll),
+                Some(group) => {
+                    return Err(ProtocolError::InvalidAttributeItemValue(format!(
+                        "Invalid attribute item value \"{group}\" for group item type."
+                    )));
+                }
+            };
+            let choices = [
+                permission.string("UserId").map(LaunchPermission::UserId),
+                group,
+                permission
+                    .string("OrganizationArn")
+                    .map(LaunchPermission::OrganizationArn),
+                permission
+                    .string("OrganizationalUnitArn")
+                    .map(LaunchPermission::OrganizationalUnitArn),
+            ];
+            let mut set = choices.into_iter().flatten();
+            match (set.next(), set.next()) {
+                (Some(only), None) => Ok(only),
+                (None, _) => Err(ProtocolError::MissingParameter(format!(
+                    "{name}.N.UserId, Group, OrganizationArn or OrganizationalUnitArn"
+                ))),
+                (Some(_), Some(_)) => Err(ProtocolError::InvalidParameterCombination(
+                    "A launch permission item takes exactly one of UserId, Group, OrganizationArn, OrganizationalUnitArn".into(),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Parses `Action`, checks `Version`, reads the action's parameters and the
+/// common `DryRun`, and refuses any parameter the action does not take.
+pub fn parse(params: &Params) -> Result<Request, ProtocolError> {
+    let root = params.root();
+    let action_name = root.string("Action").ok_or(ProtocolError::MissingAction)?;
+    match root.string("Version") {
+        Some(version) if version == VERSION => {}
+        Some(version) => return Err(ProtocolError::NoSuchVersion(version)),
+        None => return Err(ProtocolError::MissingParameter("Version".into())),
+    }
+    let dry_run = root.bool("DryRun")?.unwrap_or(false);
+    let action = match action_name.as_str() {
+        "RegisterImage" => Action::RegisterImage(RegisterImageInput {
+            name: root.string("Name"),
+            description: root.string("Description"),
+            image_location: root.string("ImageLocation"),
+            architecture: root.string("Architecture"),
+            virtualization_type: root.string("VirtualizationType"),
+            root_device_name: root.string("RootDeviceName"),
+            block_device_mappings: block_device_mappings(&root)?,
+            boot_mode: root.string("BootMode"),
+            ena_support: root.bool("EnaSupport")?,
+            sriov_net_support: root.string("SriovNetSupport"),
+            tpm_support: root.string("TpmSupport"),
+            imds_support: root.string("ImdsSupport"),
+            uefi_data: root.string("UefiData"),
+            kernel_id: root.string("KernelId"),
+            ramdisk_id: root.string("RamdiskId"),
+            tag_specifications: tag_specifications(&root)?,
+        }),
+        "DescribeImages" => Action::DescribeImages(DescribeImagesInput {
+            image_ids: root.strings("ImageId")?,
+            owners: root.strings("Owner")?,
+            executable_by: root.strings("ExecutableBy")?,
+            filters: filters(&root)?,
+            include_deprecated: root.bool("IncludeDeprecated")?.unwrap_or(false),
+            include_disabled: root.bool("IncludeDisabled")?.unwrap_or(false),
+            max_results: root.int("MaxResults")?,
+            next_token: root.string("NextToken"),
+        }),
+        "DescribeImageAttribute" => Action::DescribeImageAttribute {
+            image_id: root.required("ImageId")?,
+            attribute: root.required("Attribute")?,
+        },
+        "ModifyImageAttribute" => {
+            let launch_permission = if root.present("LaunchPermission") {
+                let member = root.member("LaunchPermission");
+                Some(LaunchPermissionChanges {
+                    add: launch_permissions(&member, "Add")?,
+                    remove: launch_permissions(&member, "Remove")?,
+                })
+            } else {
+                None
+            };
+            Action::ModifyImageAttribute(ModifyImageAttributeInput {
+                image_id: root.required("ImageId")?,
+                attribute: root.string("Attribute"),
+                operation_type: root.string("OperationType"),
+                user_ids: root.strings("UserId")?,
+                user_groups: root.strings("UserGroup")?,
+                organization_arns: root.strings("OrganizationArn")?,
+                organizational_unit_arns: root.strings("OrganizationalUnitArn")?,
+                launch_permission,
+                description: root.member("Description").string("Value"),
+                value: root.string("Value"),
+                imds_support: root.member("ImdsSupport").string("Value"),
+                product_codes: root.strings("ProductCode")?,
+            })
+        }
+        "ResetImageAttribute" => Action::ResetImageAttribute {
+            image_id: root.required("ImageId")?,
+            attribute: root.required("Attribute")?,
+        },
+        "DeregisterImage" => Action::DeregisterImage {
+            image_id: root.required("ImageId")?,
+            delete_associated_snapshots: root.bool("DeleteAssociatedSnapshots")?.unwrap_or(false),
+        },
+        "CreateTags" => Action::CreateTags {
+            resource_ids: root.strings("ResourceId")?,
+            tags: tags(&root, "Tag")?,
+        },
+        "DeleteTags" => Action::DeleteTags {
+            resource_ids: root.strings("ResourceId")?,
+            tags: root
+                .structs("Tag")?
+                .into_iter()
+                .map(|tag| {
+                    Ok(TagRemoval {
+                        key: tag.required("Key")?,
+                        value: tag.string("Value"),
+                    })
+                })
+                .collect::<Result<_, ProtocolError>>()?,
+        },
+        "DescribeTags" => Action::DescribeTags {
+            filters: filters(&root)?,
+            max_results: root.int("MaxResults")?,
+            next_token: root.string("NextToken"),
+        },
+        "DescribeRegions" => Action::DescribeRegions {
+            region_names: root.strings("RegionName")?,
+            all_regions: root.bool("AllRegions")?.unwrap_or(false),
+            filters: filters(&root)?,
+        },
+        "DescribeAvailabilityZones" => Action::DescribeAvailabilityZones {
+            zone_names: root.strings("ZoneName")?,
+            zone_ids: root.strings("ZoneId")?,
+            all_availability_zones: root.bool("AllAvailabilityZones")?.unwrap_or(false),
+            filters: filters(&root)?,
+        },
+        other => return Err(ProtocolError::InvalidAction(other.to_string())),
+    };
+    params.finish()?;
+    Ok(Request { action, dry_run })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Limits;
+
+    fn parse_form(form: &str) -> Result<Request, ProtocolError> {
+        parse(&Params::from_form(form.as_bytes(), Limits::default()).unwrap())
+    }
+
+    #[test]
+    fn describe_images_with_everything() {
+        let request = parse_form(
+            "Action=DescribeImages&Version=2016-11-15&ImageId.1=ami-1&Owner.1=self&ExecutableBy.1=all&Filter.1.Name=name&Filter.1.Value.1=a*&IncludeDeprecated=true&DryRun=true",
+        )
+        .unwrap();
+        assert!(request.dry_run);
+        let Action::DescribeImages(input) = request.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.image_ids, vec!["ami-1"]);
+        assert_eq!(input.owners, vec!["self"]);
+        assert_eq!(input.executable_by, vec!["all"]);
+        assert_eq!(input.filters[0].values, vec!["a*"]);
+        assert!(input.include_deprecated);
+    }
+
+    #[test]
+    fn register_image_mappings_and_tags() {
+        let request = parse_form(
+            "Action=RegisterImage&Version=2016-11-15&Name=n&RootDeviceName=%2Fdev%2Fxvda&BlockDeviceMapping.1.DeviceName=%2Fdev%2Fxvda&BlockDeviceMapping.1.Ebs.SnapshotId=snap-0123456789abcdef0&BlockDeviceMapping.1.Ebs.VolumeSize=8&BlockDeviceMapping.1.Ebs.DeleteOnTermination=true&BlockDeviceMapping.2.DeviceName=%2Fdev%2Fsdb&BlockDeviceMapping.2.NoDevice=&TagSpecification.1.ResourceType=image&TagSpecification.1.Tag.1.Key=k&TagSpecification.1.Tag.1.Value=v",
+        )
+        .unwrap();
+        let Action::RegisterImage(input) = request.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.block_device_mappings.len(), 2);
+        let ebs = input.block_device_mappings[0].ebs.as_ref().unwrap();
+        assert_eq!(ebs.volume_size, Some(8));
+        assert_eq!(ebs.delete_on_termination, Some(true));
+        assert!(input.block_device_mappings[1].no_device);
+        assert_eq!(input.tag_specifications[0].tags[0].key, "k");
+    }
+
+    #[test]
+    fn protocol_errors() {
+        assert_eq!(parse_form("Version=2016-11-15"), Err(ProtocolError::MissingAction));
+        assert_eq!(
+            parse_form("Action=DescribeImages"),
+            Err(ProtocolError::MissingParameter("Version".into()))
+        );
+        assert_eq!(
+            parse_form("Action=DescribeImages&Version=2014-01-01"),
+            Err(ProtocolError::NoSuchVersion("2014-01-01".into()))
+        );
+        assert_eq!(
+            parse_form("Action=LaunchRockets&Version=2016-11-15"),
+            Err(ProtocolError::InvalidAction("LaunchRockets".into()))
+        );
+        assert_eq!(
+            parse_form("Action=DescribeImages&Version=2016-11-15&Foo=1"),
+            Err(ProtocolError::UnknownParameter("Foo".into()))
+        );
+        assert_eq!(
+            parse_form("Action=DescribeImageAttribute&Version=2016-11-15&ImageId=ami-1"),
+            Err(ProtocolError::MissingParameter("Attribute".into()))
+        );
+    }
+
+    #[test]
+    fn modify_image_attribute_forms() {
+        let structured = parse_form(
+            "Action=ModifyImageAttribute&Version=2016-11-15&ImageId=ami-1&LaunchPermission.Add.1.UserId=111111111111&LaunchPermission.Remove.1.Group=all",
+        )
+        .unwrap();
+        let Action::ModifyImageAttribute(input) = structured.action else {
+            panic!("wrong action")
+        };
+        let changes = input.launch_permission.unwrap();
+        assert_eq!(changes.add, vec![LaunchPermission::UserId("111111111111".into())]);
+        assert_eq!(changes.remove, vec![LaunchPermission::GroupAll]);
+
+        let legacy = parse_form(
+            "Action=ModifyImageAttribute&Version=2016-11-15&ImageId=ami-1&Attribute=launchPermission&OperationType=add&UserId.1=111111111111&UserGroup.1=all",
+        )
+        .unwrap();
+        let Action::ModifyImageAttribute(input) = legacy.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.user_ids, vec!["111111111111"]);
+        assert_eq!(input.user_groups, vec!["all"]);
+    }
+}

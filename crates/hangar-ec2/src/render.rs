@@ -1,0 +1,214 @@
+//! Domain results as EC2 XML. One function per response shape; element names
+//! are the `locationName`s of botocore's EC2 model.
+
+use hangar_core::images::{
+    DeleteSnapshotResult, DescribeImagesOutput, DescribeTagsOutput, ImageAttribute,
+    ImageAttributeValue,
+};
+use hangar_core::model::{BlockDeviceMapping, Image, LaunchPermission, Tag};
+use hangar_core::regions::{RegionInfo, ZoneInfo};
+use hangar_core::timefmt::{iso_millis, iso_seconds};
+
+use crate::xml::XmlWriter;
+
+/// What a handled action produced, before it is written as XML.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    ImageId(String),
+    Images(DescribeImagesOutput),
+    ImageAttribute(ImageAttribute),
+    Return(bool),
+    Deregistered(Vec<DeleteSnapshotResult>),
+    Tags(DescribeTagsOutput),
+    Regions(Vec<RegionInfo>),
+    Zones(Vec<ZoneInfo>),
+}
+
+pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
+    let mut xml = XmlWriter::response(action, request_id);
+    match reply {
+        Reply::ImageId(image_id) => {
+            xml.text("imageId", image_id);
+        }
+        Reply::Images(output) => {
+            xml.list("imagesSet", &output.images, |xml, image| {
+                write_image(xml, image, output.as_of_ms)
+            });
+            xml.opt_text("nextToken", output.next_token.as_deref());
+        }
+        Reply::ImageAttribute(attribute) => write_image_attribute(&mut xml, attribute),
+        Reply::Return(value) => {
+            xml.bool("return", *value);
+        }
+        Reply::Deregistered(results) => {
+            xml.bool("return", true);
+            if !results.is_empty() {
+                xml.list("deleteSnapshotResultSet", results, |xml, result| {
+                    xml.text("snapshotId", &result.snapshot_id)
+                        .text("returnCode", &result.return_code);
+                });
+            }
+        }
+        Reply::Tags(output) => {
+            xml.list("tagSet", &output.tags, |xml, tag| {
+                xml.text("resourceId", &tag.resource_id)
+                    .text("resourceType", &tag.resource_type)
+                    .text("key", &tag.key)
+                    .text("value", &tag.value);
+            });
+            xml.opt_text("nextToken", output.next_token.as_deref());
+        }
+        Reply::Regions(regions) => {
+            xml.list("regionInfo", regions, |xml, region| {
+                xml.text("regionName", &region.region_name)
+                    .text("regionEndpoint", &region.endpoint)
+                    .text("optInStatus", &region.opt_in_status);
+            });
+        }
+        Reply::Zones(zones) => {
+            xml.list("availabilityZoneInfo", zones, |xml, zone| {
+                xml.text("zoneName", &zone.zone_name)
+                    .text("zoneId", &zone.zone_id)
+                    .text("zoneState", &zone.state)
+                    .text("regionName", &zone.region_name)
+                    .text("groupName", &zone.region_name)
+                    .text("networkBorderGroup", &zone.region_name)
+                    .text("optInStatus", &zone.opt_in_status)
+                    .text("zoneType", &zone.zone_type)
+                    .list::<String>("messageSet", &[], |_, _| {});
+            });
+        }
+    }
+    xml.finish(action)
+}
+
+fn write_tags(xml: &mut XmlWriter, tags: &[Tag]) {
+    xml.list("tagSet", tags, |xml, tag| {
+        xml.text("key", &tag.key).text("value", &tag.value);
+    });
+}
+
+fn write_mapping(xml: &mut XmlWriter, mapping: &BlockDeviceMapping) {
+    xml.text("deviceName", &mapping.device_name)
+        .opt_text("virtualName", mapping.virtual_name.as_deref());
+    if let Some(ebs) = &mapping.ebs {
+        xml.open("ebs")
+            .opt_text("snapshotId", ebs.snapshot_id.as_deref())
+            .opt_int("volumeSize", ebs.volume_size)
+            .opt_bool("deleteOnTermination", ebs.delete_on_termination)
+            .opt_text("volumeType", ebs.volume_type.as_deref())
+            .opt_int("iops", ebs.iops)
+            .opt_int("throughput", ebs.throughput)
+            .opt_bool("encrypted", ebs.encrypted)
+            .opt_text("kmsKeyId", ebs.kms_key_id.as_deref())
+            .close("ebs");
+    }
+    if mapping.no_device {
+        xml.text("noDevice", "");
+    }
+}
+
+pub fn write_image(xml: &mut XmlWriter, image: &Image, now_ms: i64) {
+    xml.text("imageId", &image.image_id)
+        .text("imageLocation", &image.image_location)
+        .text("imageState", image.state.as_str())
+        .text("imageOwnerId", &image.owner_id)
+        .text("creationDate", &iso_millis(image.creation_ms))
+        .bool("isPublic", image.is_public())
+        .text("architecture", &image.architecture)
+        .text("imageType", &image.image_type)
+        .opt_text("kernelId", image.kernel_id.as_deref())
+        .opt_text("ramdiskId", image.ramdisk_id.as_deref())
+        .opt_text("platform", image.platform.as_deref())
+        .text("platformDetails", &image.platform_details)
+        .text("usageOperation", &image.usage_operation)
+        .opt_text("imageOwnerAlias", image.owner_alias.as_deref())
+        .text("name", &image.name)
+        .opt_text("description", image.description.as_deref())
+        .text("rootDeviceType", &image.root_device_type)
+        .opt_text("rootDeviceName", image.root_device_name.as_deref())
+        .list("blockDeviceMapping", &image.block_device_mappings, write_mapping)
+        .text("virtualizationType", &image.virtualization_type);
+    write_tags(xml, &image.tags);
+    xml.text("hypervisor", &image.hypervisor)
+        .opt_bool("enaSupport", image.ena_support)
+        .opt_text("sriovNetSupport", image.sriov_net_support.as_deref())
+        .opt_text("bootMode", image.boot_mode.as_deref())
+        .opt_text("tpmSupport", image.tpm_support.as_deref())
+        .opt_text("uefiData", image.uefi_data.as_deref())
+        .opt_text("imdsSupport", image.imds_support.as_deref());
+    if let Some(reason) = &image.state_reason {
+        xml.open("stateReason")
+            .text("code", &reason.code)
+            .text("message", &reason.message)
+            .close("stateReason");
+    }
+    xml.opt_text(
+        "deprecationTime",
+        image.deprecation_ms.map(iso_millis).as_deref(),
+    )
+    .opt_text("sourceInstanceId", image.source_instance_id.as_deref())
+    .text(
+        "deregistrationProtection",
+        &hangar_core::images::protection_state(&image.deregistration_protection, now_ms),
+    )
+    .opt_text(
+        "lastLaunchedTime",
+        image.last_launched_ms.map(iso_seconds).as_deref(),
+    )
+    .bool("imageAllowed", true)
+    .opt_text("sourceImageId", image.source_image_id.as_deref())
+    .opt_text("sourceImageRegion", image.source_image_region.as_deref())
+    .bool("freeTierEligible", false);
+}
+
+fn write_permission(xml: &mut XmlWriter, permission: &LaunchPermission) {
+    match permission {
+        LaunchPermission::UserId(user) => xml.text("userId", user),
+        LaunchPermission::GroupAll => xml.text("group", "all"),
+        LaunchPermission::OrganizationArn(arn) => xml.text("organizationArn", arn),
+        LaunchPermission::OrganizationalUnitArn(arn) => xml.text("organizationalUnitArn", arn),
+    };
+}
+
+fn write_image_attribute(xml: &mut XmlWriter, attribute: &ImageAttribute) {
+    xml.text("imageId", &attribute.image_id);
+    match &attribute.value {
+        ImageAttributeValue::Description(value) => {
+            xml.attribute_value("description", value.as_deref());
+        }
+        ImageAttributeValue::Kernel(value) => {
+            xml.attribute_value("kernel", value.as_deref());
+        }
+        ImageAttributeValue::Ramdisk(value) => {
+            xml.attribute_value("ramdisk", value.as_deref());
+        }
+        ImageAttributeValue::LaunchPermission(permissions) => {
+            xml.list("launchPermission", permissions, write_permission);
+        }
+        ImageAttributeValue::ProductCodes => {
+            xml.list::<String>("productCodes", &[], |_, _| {});
+        }
+        ImageAttributeValue::SriovNetSupport(value) => {
+            xml.attribute_value("sriovNetSupport", value.as_deref());
+        }
+        ImageAttributeValue::BootMode(value) => {
+            xml.attribute_value("bootMode", value.as_deref());
+        }
+        ImageAttributeValue::TpmSupport(value) => {
+            xml.attribute_value("tpmSupport", value.as_deref());
+        }
+        ImageAttributeValue::UefiData(value) => {
+            xml.attribute_value("uefiData", value.as_deref());
+        }
+        ImageAttributeValue::LastLaunchedTime(value) => {
+            xml.attribute_value("lastLaunchedTime", value.map(iso_seconds).as_deref());
+        }
+        ImageAttributeValue::ImdsSupport(value) => {
+            xml.attribute_value("imdsSupport", value.as_deref());
+        }
+        ImageAttributeValue::DeregistrationProtection(state) => {
+            xml.attribute_value("deregistrationProtection", Some(state));
+        }
+    }
+}
