@@ -518,11 +518,11 @@ impl Hangar {
         } else {
             let query = ImageListQuery {
                 region: caller.region.clone(),
-                owner_ids: (!input.owners.is_empty()).then_some(owner_ids.clone()),
-                owner_aliases: (!input.owners.is_empty()).then_some(owner_aliases.clone()),
+                owner_ids: (!owner_ids.is_empty()).then_some(owner_ids.clone()),
+                owner_aliases: (!owner_aliases.is_empty()).then_some(owner_aliases.clone()),
                 exclude_deregistered: true,
             };
-            let mut listed = if !input.owners.is_empty() && !owner_ids.is_empty() && !owner_aliases.is_empty() {
+            let mut listed = if !owner_ids.is_empty() && !owner_aliases.is_empty() {
                 // Owners mixing IDs and aliases: two narrow queries, merged.
                 let mut by_ids = self
                     .store

@@ -1,1 +1,85 @@
-fn main() {}
+//! `hangar`: the EC2-compatible machine-image service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hangar_server::Config;
+
+#[derive(Parser)]
+#[command(name = "hangar", version, about = "An EC2-compatible machine-image (AMI) service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the EC2 API (and the S3 and EBS slices) on one endpoint.
+    Serve {
+        /// Configuration file (TOML); see docs/configuration.md.
+        #[arg(long, env = "HANGAR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on; overrides `listen` in the file.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory; overrides `data_dir` in the file.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HANGAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Config> {
+    let mut loaded = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = listen {
+        loaded.listen = listen;
+    }
+    if let Some(data_dir) = data_dir {
+        loaded.data_dir = data_dir;
+    }
+    // The flags may have changed what the file said; check the result again.
+    loaded.validate()?;
+    Ok(loaded)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => load_config(config, listen, data_dir).and_then(|config| {
+            init_logging();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(hangar_server::serve(config))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the whole cause chain, outermost first.
+            eprintln!("hangar: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The configuration file (TOML). Every key is documented in
+//! `docs/configuration.md`; the top-level keys shown there are a contract
+//! that scripts depend on. Unknown keys are refused so typos surface.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use hangar_auth::SecretKey;
+use serde::Deserialize;
+
+fn default_listen() -> String {
+    "127.0.0.1:8773".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("hangar-data")
+}
+fn default_partition() -> String {
+    "aws".into()
+}
+fn default_regions() -> Vec<String> {
+    vec!["us-east-1".into(), "us-west-2".into(), "eu-west-1".into()]
+}
+fn default_catalog() -> bool {
+    true
+}
+fn default_max_body_bytes() -> usize {
+    2 * 1024 * 1024
+}
+fn default_max_parameters() -> usize {
+    20_000
+}
+fn default_deregistered_visible_secs() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address and port of the one listener that serves every API.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the metadata database and (later) data files live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_partition")]
+    pub partition: String,
+    /// The regions this endpoint serves; a request's credential scope must
+    /// name one of them.
+    #[serde(default = "default_regions")]
+    pub regions: Vec<String>,
+    /// Seed the starter catalogue of public `amazon` images.
+    #[serde(default = "default_catalog")]
+    pub catalog: bool,
+    /// The accounts and their keys. None configured means dev mode.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub images: ImagesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Most query parameters accepted in one request.
+    #[serde(default = "default_max_parameters")]
+    pub max_parameters: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_parameters: default_max_parameters(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// How long a deregistered image still answers `DescribeImages` by ID
+    /// (state `deregistered`), in seconds.
+    #[serde(default = "default_deregistered_visible_secs")]
+    pub deregistered_visible_secs: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            deregistered_visible_secs: default_deregistered_visible_secs(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    pub access_key_id: String,
+    #[serde(deserialize_with = "deserialize_secret")]
+    pub secret_access_key: SecretKey,
+}
+
+fn deserialize_secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SecretKey, D::Error> {
+    String::deserialize(deserializer).map(SecretKey::new)
+}
+
+impl fmt::Debug for AccountConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("AccountConfig")
+            .field("id", &self.id)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document takes every default.
+        toml::from_str("").expect("the empty configuration is valid")
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|error| {
+            // toml's message spans several lines with a caret; keep one line.
+            let message = error.message().to_string();
+            match error.span() {
+                Some(span) => {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    anyhow::anyhow!("line {line}: {message}")
+                }
+                None => anyhow::anyhow!("{message}"),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn dev_mode(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen
+            .parse()
+            .with_context(|| format!("listen = {:?} is not an address:port", self.listen))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let address = self.listen_addr()?;
+        if self.dev_mode() && !address.ip().is_loopback() {
+            bail!(
+                "no [[accounts]] are configured (dev mode accepts any access key), so Hangar only listens on a loopback address; listen = {:?} is not loopback. Configure accounts or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        if self.regions.is_empty() {
+            bail!("regions must name at least one region");
+        }
+        for region in &self.regions {
+            let well_formed = !region.is_empty()
+                && region.len() <= 32
+                && region
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+            if !well_formed {
+                bail!("regions: {region:?} is not a region name like \"us-east-1\"");
+            }
+        }
+        if self.partition.is_empty() {
+            bail!("partition must not be empty");
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
+        for account in &self.accounts {
+            if !hangar_core::ids::is_account_id(&account.id) {
+                bail!("accounts: id {:?} is not a 12-digit account ID", account.id);
+            }
+            if account.access_key_id.len() < 16 || account.access_key_id.len() > 128 {
+                bail!(
+                    "accounts: access_key_id {:?} must be 16 to 128 characters",
+                    account.access_key_id
+                );
+            }
+            if account.secret_access_key.expose().len() < 16 {
+                bail!(
+                    "accounts: the secret_access_key of {} must be at least 16 characters",
+                    account.id
+                );
+            }
+            if !keys.insert(account.access_key_id.clone()) {
+                bail!("accounts: access_key_id {:?} appears twice", account.access_key_id);
+            }
+            if !ids.insert(account.id.clone()) {
+                bail!("accounts: account {} appears twice", account.id);
+            }
+        }
+        if self.limits.max_body_bytes < 1024 {
+            bail!("limits.max_body_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8773");
+        assert_eq!(config.regions.len(), 3);
+        assert!(config.catalog);
+        assert!(config.dev_mode());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = Config::parse("lisen = \"127.0.0.1:1\"").unwrap_err();
+        assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
+    }
+
+    #[test]
+    fn dev_mode_only_on_loopback() {
+        let error = Config::parse("listen = \"0.0.0.0:8773\"").unwrap_err();
+        assert!(format!("{error:#}").contains("loopback"), "{error:#}");
+        let with_accounts = Config::parse(
+            "listen = \"0.0.0.0:8773\"\n[[accounts]]\nid = \"111111111111\"\naccess_key_id = \"AKIAEXAMPLEALICE0001\"\nsecret_access_key = \"alice-secret-key-0001\"\n",
+        )
+        .unwrap();
+        assert!(!with_accounts.dev_mode());
+    }
+
+    #[test]
+    fn secrets_never_in_debug() {
+        let config = Config::parse(
+            "[[accounts]]\nid = \"111111111111\"\naccess_key_id = \"AKIAEXAMPLEALICE0001\"\nsecret_access_key = \"very-secret-value-123\"\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("very-secret-value-123"), "{debug}");
+        assert!(debug.contains("AKIAEXAMPLEALICE0001"));
+    }
+
+    #[test]
+    fn bad_accounts() {
+        assert!(Config::parse("[[accounts]]\nid = \"1\"\naccess_key_id = \"AKIAEXAMPLEALICE0001\"\nsecret_access_key = \"alice-secret-key-0001\"\n").is_err());
+        assert!(Config::parse("regions = []").is_err());
+        assert!(Config::parse("regions = [\"US East\"]").is_err());
+    }
+}

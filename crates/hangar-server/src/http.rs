@@ -1,0 +1,181 @@
+//! The one listener: health and dev helpers under `/_hangar/`, everything
+//! else authenticated and routed by the SigV4 service name.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hangar_auth::{AuthError, RequestParts, UriEncoding};
+use hangar_ec2::error::WireError;
+use hangar_ec2::params::Limits;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::state::AppState;
+
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+fn xml_response(status: u16, body: String, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml;charset=UTF-8"));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+fn ec2_error(error: &WireError, request_id: &str) -> Response {
+    xml_response(error.status, error.render(request_id), request_id)
+}
+
+async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let path = request.uri().path().to_string();
+    if let Some(helper) = path.strip_prefix("/_hangar/") {
+        return dev_helper(&state, request.method(), helper).await;
+    }
+    if path == "/moto-api/reset" {
+        return dev_helper(&state, request.method(), "reset").await;
+    }
+
+    let (parts, body) = request.into_parts();
+    let body = match to_bytes(body, state.config.limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ec2_error(
+                &WireError::request_too_large(state.config.limits.max_body_bytes),
+                &request_id,
+            );
+        }
+    };
+    let method = parts.method.as_str().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let header_pairs = header_pairs(&parts.headers);
+    let header_refs: Vec<(&str, &str)> = header_pairs
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let payload_hash = hex::encode(Sha256::digest(&body));
+    let request_parts = RequestParts {
+        method: &method,
+        path: &path,
+        query: &raw_query,
+        headers: &header_refs,
+        payload_sha256_hex: Some(&payload_hash),
+    };
+
+    // The service comes from the credential scope; an unsigned or garbled
+    // request is answered in EC2's vocabulary, the default protocol.
+    let service = match crate::auth::Authenticator::peek(&request_parts) {
+        Ok(parsed) => parsed.service,
+        Err(error) => return ec2_error(&WireError::from(&error), &request_id),
+    };
+    let response = match service.as_str() {
+        "ec2" => {
+            let caller = match state.authenticator.authenticate(
+                &request_parts,
+                "ec2",
+                UriEncoding::Double,
+                OffsetDateTime::now_utc(),
+            ) {
+                Ok(caller) => caller,
+                Err(error) => {
+                    log_auth_failure(&error, &request_id);
+                    return ec2_error(&WireError::from(&error), &request_id);
+                }
+            };
+            let form: Vec<u8> = match parts.method {
+                Method::POST => body.to_vec(),
+                Method::GET => raw_query.into_bytes(),
+                _ => {
+                    return ec2_error(
+                        &WireError::new(
+                            "InvalidHttpRequest",
+                            "EC2 requests use GET or POST",
+                            400,
+                        ),
+                        &request_id,
+                    );
+                }
+            };
+            let limits = Limits {
+                max_parameters: state.config.limits.max_parameters,
+                ..Limits::default()
+            };
+            let outcome = hangar_ec2::handle(&state.hangar, &caller, &form, limits, &request_id).await;
+            if let Some(detail) = &outcome.internal_detail {
+                tracing::error!(request_id, action = outcome.action, detail, "internal error");
+            }
+            tracing::info!(
+                request_id,
+                account = caller.account_id,
+                region = caller.region,
+                action = outcome.action.unwrap_or("-"),
+                status = outcome.status,
+                micros = started.elapsed().as_micros() as u64,
+                "ec2"
+            );
+            xml_response(outcome.status, outcome.body, &request_id)
+        }
+        other => ec2_error(
+            &WireError::new(
+                "InvalidAction",
+                format!("This endpoint does not serve the '{other}' service"),
+                400,
+            ),
+            &request_id,
+        ),
+    };
+    response
+}
+
+/// Headers as (name, value) text pairs. Values that are not visible ASCII
+/// are kept lossily; they then fail signature checks rather than panicking.
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn log_auth_failure(error: &AuthError, request_id: &str) {
+    // The error names the access key at most, never a secret or signature.
+    tracing::warn!(request_id, %error, "authentication failed");
+}
+
+async fn dev_helper(state: &AppState, method: &Method, helper: &str) -> Response {
+    match (method, helper) {
+        (&Method::GET, "health") => (StatusCode::OK, "ok\n").into_response(),
+        (&Method::POST, "reset") if state.config.dev_mode() => {
+            match state.hangar.reset(state.config.catalog).await {
+                Ok(()) => {
+                    tracing::warn!("all state wiped by /_hangar/reset");
+                    (StatusCode::OK, "{\"reset\": true}\n").into_response()
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reset failed");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "reset failed\n").into_response()
+                }
+            }
+        }
+        (_, "reset") => (
+            StatusCode::FORBIDDEN,
+            "reset is only available in dev mode (no [[accounts]] configured)\n",
+        )
+            .into_response(),
+        _ => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
