@@ -134,8 +134,16 @@ mod tests {
             ("a?c", "abc", true),
             ("a?c", "ac", true),
             ("a?c", "abbc", false),
-            ("al2023-ami-*-x86_64", "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64", true),
-            ("al2023-ami-*-x86_64", "al2023-ami-2023.6.20241010.0-kernel-6.1-arm64", false),
+            (
+                "al2023-ami-*-x86_64",
+                "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64",
+                true,
+            ),
+            (
+                "al2023-ami-*-x86_64",
+                "al2023-ami-2023.6.20241010.0-kernel-6.1-arm64",
+                false,
+            ),
             ("a\\*c", "a*c", true),
             ("a\\*c", "abc", false),
             ("a\\?", "a?", true),
@@ -146,7 +154,11 @@ mod tests {
             ("Abc", "abc", false),
         ];
         for (pattern, value, expected) in cases {
-            assert_eq!(wildcard_match(pattern, value), expected, "{pattern} vs {value}");
+            assert_eq!(
+                wildcard_match(pattern, value),
+                expected,
+                "{pattern} vs {value}"
+            );
         }
     }
 
@@ -159,11 +171,17 @@ mod tests {
             };
             MAX_FILTERS + 1
         ];
-        assert!(matches!(check_limits(&many), Err(Error::FilterLimitExceeded(_))));
+        assert!(matches!(
+            check_limits(&many),
+            Err(Error::FilterLimitExceeded(_))
+        ));
         let empty = vec![Filter {
             name: "name".into(),
             values: vec![],
         }];
-        assert!(matches!(check_limits(&empty), Err(Error::InvalidParameterValue(_))));
+        assert!(matches!(
+            check_limits(&empty),
+            Err(Error::InvalidParameterValue(_))
+        ));
     }
 }

@@ -38,7 +38,10 @@ pub fn derived(prefix: &str, seed: &str) -> String {
 
 /// True when `id` is `prefix-` followed by 8 or 17 lower-case hex characters.
 pub fn is_well_formed(prefix: &str, id: &str) -> bool {
-    let Some(rest) = id.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')) else {
+    let Some(rest) = id
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+    else {
         return false;
     };
     (rest.len() == 8 || rest.len() == 17)

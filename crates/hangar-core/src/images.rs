@@ -178,9 +178,8 @@ pub struct DescribeTagsOutput {
 /// digits and `( ) [ ] space . / - ' @ _`.
 pub fn validate_image_name(name: &str) -> Result<()> {
     let length = name.chars().count();
-    let allowed = |character: char| {
-        character.is_ascii_alphanumeric() || "()[] ./-'@_".contains(character)
-    };
+    let allowed =
+        |character: char| character.is_ascii_alphanumeric() || "()[] ./-'@_".contains(character);
     if !(3..=128).contains(&length) || !name.chars().all(allowed) {
         return Err(Error::MalformedImageName(format!(
             "Invalid AMI name: {name}. AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/', '_', '[', ']', ' ', ''' and '@'."
@@ -205,7 +204,9 @@ fn validate_mappings(mappings: &[BlockDeviceMapping]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for mapping in mappings {
         if mapping.device_name.is_empty() {
-            return Err(Error::MissingParameter("BlockDeviceMapping.N.DeviceName".into()));
+            return Err(Error::MissingParameter(
+                "BlockDeviceMapping.N.DeviceName".into(),
+            ));
         }
         if !seen.insert(mapping.device_name.as_str()) {
             return Err(Error::InvalidParameterValue(format!(
@@ -257,14 +258,21 @@ impl Hangar {
                 "Description must be at most 255 characters long".into(),
             ));
         }
-        let architecture = input.architecture.clone().unwrap_or_else(|| "x86_64".into());
+        let architecture = input
+            .architecture
+            .clone()
+            .unwrap_or_else(|| "x86_64".into());
         one_of("Architecture", &architecture, ARCHITECTURES)?;
         // AWS documents paravirtual as RegisterImage's default.
         let virtualization_type = input
             .virtualization_type
             .clone()
             .unwrap_or_else(|| "paravirtual".into());
-        one_of("VirtualizationType", &virtualization_type, VIRTUALIZATION_TYPES)?;
+        one_of(
+            "VirtualizationType",
+            &virtualization_type,
+            VIRTUALIZATION_TYPES,
+        )?;
         if let Some(boot_mode) = &input.boot_mode {
             one_of("BootMode", boot_mode, BOOT_MODES)?;
         }
@@ -279,10 +287,12 @@ impl Hangar {
         }
         validate_mappings(&input.block_device_mappings)?;
 
-        let has_ebs_root = input
-            .block_device_mappings
-            .iter()
-            .any(|mapping| mapping.ebs.as_ref().is_some_and(|ebs| ebs.snapshot_id.is_some()));
+        let has_ebs_root = input.block_device_mappings.iter().any(|mapping| {
+            mapping
+                .ebs
+                .as_ref()
+                .is_some_and(|ebs| ebs.snapshot_id.is_some())
+        });
         let root_device_type = match (&input.image_location, has_ebs_root) {
             (Some(_), false) => "instance-store",
             (_, true) => "ebs",
@@ -301,7 +311,10 @@ impl Hangar {
                 .iter()
                 .find(|mapping| &mapping.device_name == root);
             if !root_mapping.is_some_and(|mapping| {
-                mapping.ebs.as_ref().is_some_and(|ebs| ebs.snapshot_id.is_some())
+                mapping
+                    .ebs
+                    .as_ref()
+                    .is_some_and(|ebs| ebs.snapshot_id.is_some())
             }) {
                 return Err(Error::InvalidParameterValue(format!(
                     "The root device name {root} must match a block device mapping with an Ebs.SnapshotId"
@@ -455,7 +468,9 @@ impl Hangar {
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(Error::Internal(format!("too much contention updating {image_id}")))
+        Err(Error::Internal(format!(
+            "too much contention updating {image_id}"
+        )))
     }
 
     pub async fn describe_images(
@@ -501,9 +516,9 @@ impl Hangar {
                 .filter(|image| Self::can_see(caller, image))
                 .filter(|image| {
                     image.state != ImageState::Deregistered
-                        || image.deregistered_ms.is_some_and(|at| {
-                            now - at < self.settings.deregistered_visible_ms
-                        })
+                        || image
+                            .deregistered_ms
+                            .is_some_and(|at| now - at < self.settings.deregistered_visible_ms)
                 })
                 .collect();
             let missing: Vec<String> = unique
@@ -563,11 +578,14 @@ impl Hangar {
                     return false;
                 }
                 if !input.executable_by.is_empty()
-                    && !input.executable_by.iter().any(|executable| match executable.as_str() {
-                        "all" => image.is_public(),
-                        "self" => image.is_shared_with(&caller.account_id),
-                        account => image.is_shared_with(account),
-                    })
+                    && !input
+                        .executable_by
+                        .iter()
+                        .any(|executable| match executable.as_str() {
+                            "all" => image.is_public(),
+                            "self" => image.is_shared_with(&caller.account_id),
+                            account => image.is_shared_with(account),
+                        })
                 {
                     return false;
                 }
@@ -598,13 +616,19 @@ impl Hangar {
     }
 
     /// Splits `Owner.N` into owner IDs and owner aliases.
-    fn resolve_owners(&self, caller: &Caller, owners: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    fn resolve_owners(
+        &self,
+        caller: &Caller,
+        owners: &[String],
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let mut owner_ids = Vec::new();
         let mut owner_aliases = Vec::new();
         for owner in owners {
             match owner.as_str() {
                 "self" => owner_ids.push(caller.account_id.clone()),
-                "amazon" | "aws-marketplace" | "aws-backup-vault" => owner_aliases.push(owner.clone()),
+                "amazon" | "aws-marketplace" | "aws-backup-vault" => {
+                    owner_aliases.push(owner.clone())
+                }
                 account if ids::is_account_id(account) => owner_ids.push(account.to_string()),
                 other => {
                     return Err(Error::InvalidParameterValue(format!(
@@ -764,8 +788,10 @@ impl Hangar {
             return Err(Error::DryRunOperation);
         }
         for resource_id in resource_ids {
-            self.update_owned_image(caller, resource_id, |image| tags::merge(&mut image.tags, new_tags))
-                .await?;
+            self.update_owned_image(caller, resource_id, |image| {
+                tags::merge(&mut image.tags, new_tags)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -819,8 +845,10 @@ impl Hangar {
         let max_results = page::check_max_results(max_results, 5, 1000)?;
         filter::check_limits(filters)?;
         for filter in filters {
-            if !matches!(filter.name.as_str(), "key" | "value" | "resource-id" | "resource-type")
-                && !filter.name.starts_with("tag:")
+            if !matches!(
+                filter.name.as_str(),
+                "key" | "value" | "resource-id" | "resource-type"
+            ) && !filter.name.starts_with("tag:")
             {
                 return Err(filter::unknown_filter(&filter.name));
             }
@@ -850,10 +878,9 @@ impl Hangar {
                     "resource-type" => filter::matches_any(filter, &[&row.resource_type]),
                     name => {
                         let key = &name["tag:".len()..];
-                        image
-                            .tags
-                            .iter()
-                            .any(|other| other.key == key && filter::matches_any(filter, &[&other.value]))
+                        image.tags.iter().any(|other| {
+                            other.key == key && filter::matches_any(filter, &[&other.value])
+                        })
                     }
                 });
                 if keep {
@@ -863,7 +890,9 @@ impl Hangar {
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let (page, next_token) =
-            page::paginate(rows, "DescribeTags", next_token, max_results, |row| row.0.as_str())?;
+            page::paginate(rows, "DescribeTags", next_token, max_results, |row| {
+                row.0.as_str()
+            })?;
         Ok(DescribeTagsOutput {
             tags: page.into_iter().map(|(_, row)| row).collect(),
             next_token,
@@ -876,7 +905,11 @@ pub fn protection_state(protection: &DeregistrationProtection, now_ms: i64) -> S
     match (protection.enabled, protection.with_cooldown) {
         (true, true) => "enabled-with-cooldown".into(),
         (true, false) => "enabled-without-cooldown".into(),
-        (false, _) if protection.cooldown_until.is_some_and(|until| until > now_ms) => {
+        (false, _)
+            if protection
+                .cooldown_until
+                .is_some_and(|until| until > now_ms) =>
+        {
             "disabled-with-cooldown".into()
         }
         (false, _) => "disabled".into(),
@@ -935,18 +968,26 @@ impl AttributeChange {
         let mut changes: Vec<AttributeChange> = Vec::new();
 
         if let Some(structured) = &input.launch_permission {
-            let add = structured.add.iter().map(validate_permission).collect::<Result<Vec<_>>>()?;
+            let add = structured
+                .add
+                .iter()
+                .map(validate_permission)
+                .collect::<Result<Vec<_>>>()?;
             let remove = structured
                 .remove
                 .iter()
                 .map(validate_permission)
                 .collect::<Result<Vec<_>>>()?;
-            changes.push(AttributeChange::LaunchPermission(LaunchPermissionChanges { add, remove }));
+            changes.push(AttributeChange::LaunchPermission(LaunchPermissionChanges {
+                add,
+                remove,
+            }));
         }
         if legacy_permission_items || input.attribute.as_deref() == Some("launchPermission") {
-            let operation = input.operation_type.as_deref().ok_or_else(|| {
-                Error::MissingParameter("OperationType".into())
-            })?;
+            let operation = input
+                .operation_type
+                .as_deref()
+                .ok_or_else(|| Error::MissingParameter("OperationType".into()))?;
             let mut items = Vec::new();
             for user in &input.user_ids {
                 items.push(parse_permission_item("userId", user)?);
@@ -1015,7 +1056,9 @@ impl AttributeChange {
             }
         }
         let total_items = match changes.first() {
-            Some(AttributeChange::LaunchPermission(change)) => change.add.len() + change.remove.len(),
+            Some(AttributeChange::LaunchPermission(change)) => {
+                change.add.len() + change.remove.len()
+            }
             _ => 0,
         };
         if total_items > MAX_LAUNCH_PERMISSION_CHANGES {
@@ -1031,7 +1074,9 @@ impl AttributeChange {
             ));
         }
         match changes.len() {
-            0 => Err(Error::InvalidParameterCombination("No attributes specified.".into())),
+            0 => Err(Error::InvalidParameterCombination(
+                "No attributes specified.".into(),
+            )),
             1 => Ok(changes.remove(0)),
             _ => Err(Error::InvalidParameterCombination(
                 "Only one attribute can be modified in a single call".into(),
@@ -1074,7 +1119,12 @@ fn image_filter_values_with_tags(image: &Image, tags: &[Tag], name: &str) -> Opt
     fn flag(value: bool) -> Vec<String> {
         vec![value.to_string()]
     }
-    let ebs = || image.block_device_mappings.iter().filter_map(|mapping| mapping.ebs.as_ref());
+    let ebs = || {
+        image
+            .block_device_mappings
+            .iter()
+            .filter_map(|mapping| mapping.ebs.as_ref())
+    };
     let values = match name {
         "architecture" => vec![image.architecture.clone()],
         "block-device-mapping.delete-on-termination" => ebs()
@@ -1085,18 +1135,26 @@ fn image_filter_values_with_tags(image: &Image, tags: &[Tag], name: &str) -> Opt
             .iter()
             .map(|mapping| mapping.device_name.clone())
             .collect(),
-        "block-device-mapping.snapshot-id" => ebs().filter_map(|ebs| ebs.snapshot_id.clone()).collect(),
+        "block-device-mapping.snapshot-id" => {
+            ebs().filter_map(|ebs| ebs.snapshot_id.clone()).collect()
+        }
         "block-device-mapping.volume-size" => ebs()
             .filter_map(|ebs| ebs.volume_size.map(|size| size.to_string()))
             .collect(),
-        "block-device-mapping.volume-type" => ebs().filter_map(|ebs| ebs.volume_type.clone()).collect(),
+        "block-device-mapping.volume-type" => {
+            ebs().filter_map(|ebs| ebs.volume_type.clone()).collect()
+        }
         "block-device-mapping.encrypted" => ebs()
             .map(|ebs| ebs.encrypted.unwrap_or(false).to_string())
             .collect(),
         "boot-mode" => opt(&image.boot_mode),
         "creation-date" => vec![crate::timefmt::iso_millis(image.creation_ms)],
         "description" => opt(&image.description),
-        "ena-support" => image.ena_support.map(|flag| flag.to_string()).into_iter().collect(),
+        "ena-support" => image
+            .ena_support
+            .map(|flag| flag.to_string())
+            .into_iter()
+            .collect(),
         "free-tier-eligible" => flag(false),
         "hypervisor" => vec![image.hypervisor.clone()],
         "image-allowed" => flag(true),
@@ -1119,7 +1177,11 @@ fn image_filter_values_with_tags(image: &Image, tags: &[Tag], name: &str) -> Opt
         "source-image-region" => opt(&image.source_image_region),
         "source-instance-id" => opt(&image.source_instance_id),
         "state" => vec![image.state.as_str().to_string()],
-        "state-reason-code" => image.state_reason.iter().map(|reason| reason.code.clone()).collect(),
+        "state-reason-code" => image
+            .state_reason
+            .iter()
+            .map(|reason| reason.code.clone())
+            .collect(),
         "state-reason-message" => image
             .state_reason
             .iter()
@@ -1137,9 +1199,10 @@ fn image_filter_values_with_tags(image: &Image, tags: &[Tag], name: &str) -> Opt
                 .map(|tag| tag.value.clone())
                 .collect()
         }
-        other if other.starts_with("scan-result.")
-            || other.starts_with("image-watermark.")
-            || other.starts_with("instance-type-specification.") =>
+        other
+            if other.starts_with("scan-result.")
+                || other.starts_with("image-watermark.")
+                || other.starts_with("instance-type-specification.") =>
         {
             Vec::new()
         }

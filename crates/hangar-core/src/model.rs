@@ -149,9 +149,9 @@ impl Image {
 
     /// True when `account` appears by ID in the launch permissions.
     pub fn is_shared_with(&self, account: &str) -> bool {
-        self.launch_permissions
-            .iter()
-            .any(|permission| matches!(permission, LaunchPermission::UserId(user) if user == account))
+        self.launch_permissions.iter().any(
+            |permission| matches!(permission, LaunchPermission::UserId(user) if user == account),
+        )
     }
 
     pub fn is_deprecated_at(&self, now_ms: EpochMillis) -> bool {

@@ -12,7 +12,7 @@ pub fn encode(listing: &str, last_key: &str) -> String {
 }
 
 pub fn decode(listing: &str, token: &str) -> Result<String, Error> {
-    if token.len() % 2 != 0 || token.len() > 4096 {
+    if !token.len().is_multiple_of(2) || token.len() > 4096 {
         return Err(Error::InvalidPaginationToken);
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -86,9 +86,10 @@ mod tests {
         let mut seen = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let (page, next) =
-                paginate(items.clone(), "t", token.as_deref(), Some(5), |item| item.as_str())
-                    .unwrap();
+            let (page, next) = paginate(items.clone(), "t", token.as_deref(), Some(5), |item| {
+                item.as_str()
+            })
+            .unwrap();
             assert!(page.len() <= 5);
             seen.extend(page);
             match next {

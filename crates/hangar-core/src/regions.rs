@@ -39,11 +39,17 @@ fn short_code(region: &str) -> String {
 }
 
 impl Hangar {
-    pub fn describe_regions(&self, names: &[String], filters: &[Filter]) -> Result<Vec<RegionInfo>> {
+    pub fn describe_regions(
+        &self,
+        names: &[String],
+        filters: &[Filter],
+    ) -> Result<Vec<RegionInfo>> {
         filter::check_limits(filters)?;
         for name in names {
             if !self.settings.regions.contains(name) {
-                return Err(Error::InvalidParameterValue(format!("Invalid region name: {name}")));
+                return Err(Error::InvalidParameterValue(format!(
+                    "Invalid region name: {name}"
+                )));
             }
         }
         let mut regions = Vec::new();

@@ -126,7 +126,10 @@ mod tests {
         merge(&mut tags, &[tag("a", "2"), tag("b", "3")]).unwrap();
         assert_eq!(tags, vec![tag("a", "2"), tag("b", "3")]);
         let many: Vec<Tag> = (0..49).map(|n| tag(&format!("k{n}"), "v")).collect();
-        assert!(matches!(merge(&mut tags, &many), Err(Error::TagLimitExceeded(_))));
+        assert!(matches!(
+            merge(&mut tags, &many),
+            Err(Error::TagLimitExceeded(_))
+        ));
         assert_eq!(tags.len(), 2, "a refused merge changes nothing");
     }
 

@@ -61,9 +61,15 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!(parse_iso("2025-01-17T18:37:50.000Z"), Some(1_737_139_070_000));
+        assert_eq!(
+            parse_iso("2025-01-17T18:37:50.000Z"),
+            Some(1_737_139_070_000)
+        );
         assert_eq!(parse_iso("2025-01-17T18:37:50Z"), Some(1_737_139_070_000));
-        assert_eq!(parse_iso("2030-04-15T13:17:12.500000Z").map(|ms| ms % 1000), Some(500));
+        assert_eq!(
+            parse_iso("2030-04-15T13:17:12.500000Z").map(|ms| ms % 1000),
+            Some(500)
+        );
         assert_eq!(parse_iso("yesterday"), None);
     }
 }

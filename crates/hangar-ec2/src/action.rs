@@ -17,14 +17,37 @@ pub const VERSION: &str = "2016-11-15";
 pub enum Action {
     RegisterImage(RegisterImageInput),
     DescribeImages(DescribeImagesInput),
-    DescribeImageAttribute { image_id: String, attribute: String },
+    DescribeImageAttribute {
+        image_id: String,
+        attribute: String,
+    },
     ModifyImageAttribute(ModifyImageAttributeInput),
-    ResetImageAttribute { image_id: String, attribute: String },
-    DeregisterImage { image_id: String, delete_associated_snapshots: bool },
-    CreateTags { resource_ids: Vec<String>, tags: Vec<Tag> },
-    DeleteTags { resource_ids: Vec<String>, tags: Vec<TagRemoval> },
-    DescribeTags { filters: Vec<Filter>, max_results: Option<i64>, next_token: Option<String> },
-    DescribeRegions { region_names: Vec<String>, all_regions: bool, filters: Vec<Filter> },
+    ResetImageAttribute {
+        image_id: String,
+        attribute: String,
+    },
+    DeregisterImage {
+        image_id: String,
+        delete_associated_snapshots: bool,
+    },
+    CreateTags {
+        resource_ids: Vec<String>,
+        tags: Vec<Tag>,
+    },
+    DeleteTags {
+        resource_ids: Vec<String>,
+        tags: Vec<TagRemoval>,
+    },
+    DescribeTags {
+        filters: Vec<Filter>,
+        max_results: Option<i64>,
+        next_token: Option<String>,
+    },
+    DescribeRegions {
+        region_names: Vec<String>,
+        all_regions: bool,
+        filters: Vec<Filter>,
+    },
     DescribeAvailabilityZones {
         zone_names: Vec<String>,
         zone_ids: Vec<String>,
@@ -322,7 +345,10 @@ mod tests {
 
     #[test]
     fn protocol_errors() {
-        assert_eq!(parse_form("Version=2016-11-15"), Err(ProtocolError::MissingAction));
+        assert_eq!(
+            parse_form("Version=2016-11-15"),
+            Err(ProtocolError::MissingAction)
+        );
         assert_eq!(
             parse_form("Action=DescribeImages"),
             Err(ProtocolError::MissingParameter("Version".into()))
@@ -355,7 +381,10 @@ mod tests {
             panic!("wrong action")
         };
         let changes = input.launch_permission.unwrap();
-        assert_eq!(changes.add, vec![LaunchPermission::UserId("111111111111".into())]);
+        assert_eq!(
+            changes.add,
+            vec![LaunchPermission::UserId("111111111111".into())]
+        );
         assert_eq!(changes.remove, vec![LaunchPermission::GroupAll]);
 
         let legacy = parse_form(

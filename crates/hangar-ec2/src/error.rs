@@ -148,17 +148,23 @@ impl From<&AuthError> for WireError {
                 400,
             ),
             AuthError::MalformedDate(detail) => WireError::new("AuthFailure", detail.clone(), 401),
-            AuthError::RequestExpired { detail } => {
-                WireError::new("RequestExpired", format!("Request has expired. {detail}"), 400)
-            }
+            AuthError::RequestExpired { detail } => WireError::new(
+                "RequestExpired",
+                format!("Request has expired. {detail}"),
+                400,
+            ),
             AuthError::WrongService { expected, got } => WireError::new(
                 "AuthFailure",
-                format!("Credential should be scoped to correct service: '{expected}' (got '{got}')."),
+                format!(
+                    "Credential should be scoped to correct service: '{expected}' (got '{got}')."
+                ),
                 401,
             ),
             AuthError::UnknownRegion(region) => WireError::new(
                 "AuthFailure",
-                format!("Credential should be scoped to a valid region; '{region}' is not one of this endpoint's regions."),
+                format!(
+                    "Credential should be scoped to a valid region; '{region}' is not one of this endpoint's regions."
+                ),
                 401,
             ),
             AuthError::InvalidAccessKey(_) => WireError::new(
@@ -193,10 +199,23 @@ mod tests {
     fn statuses() {
         assert_eq!(WireError::dry_run_operation().status, 412);
         assert_eq!(WireError::from(&Error::UnauthorizedOperation).status, 403);
-        assert_eq!(WireError::from(&Error::Internal("disk on fire".into())).status, 500);
-        assert!(!WireError::from(&Error::Internal("disk on fire".into())).message.contains("disk"));
-        assert_eq!(WireError::from(&AuthError::SignatureDoesNotMatch).code, "SignatureDoesNotMatch");
-        assert_eq!(WireError::from(&AuthError::InvalidAccessKey("AKIA".into())).code, "AuthFailure");
+        assert_eq!(
+            WireError::from(&Error::Internal("disk on fire".into())).status,
+            500
+        );
+        assert!(
+            !WireError::from(&Error::Internal("disk on fire".into()))
+                .message
+                .contains("disk")
+        );
+        assert_eq!(
+            WireError::from(&AuthError::SignatureDoesNotMatch).code,
+            "SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            WireError::from(&AuthError::InvalidAccessKey("AKIA".into())).code,
+            "AuthFailure"
+        );
         let expired = AuthError::RequestExpired { detail: "x".into() };
         assert_eq!(WireError::from(&expired).code, "RequestExpired");
     }

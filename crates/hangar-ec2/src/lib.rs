@@ -90,7 +90,10 @@ async fn dispatch(hangar: &Hangar, caller: &Caller, request: Request) -> Result<
             .map(Reply::ImageId),
         Action::DescribeImages(input) => read_only(
             dry_run,
-            hangar.describe_images(caller, input).await.map(Reply::Images),
+            hangar
+                .describe_images(caller, input)
+                .await
+                .map(Reply::Images),
         ),
         Action::DescribeImageAttribute {
             image_id,

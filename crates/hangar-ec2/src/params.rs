@@ -49,7 +49,9 @@ impl Params {
                 continue;
             }
             if name.is_empty() {
-                return Err(ProtocolError::MalformedQueryString("empty parameter name".into()));
+                return Err(ProtocolError::MalformedQueryString(
+                    "empty parameter name".into(),
+                ));
             }
             if value.len() > limits.max_value_bytes {
                 return Err(ProtocolError::InvalidParameterValue(format!(
@@ -78,7 +80,8 @@ impl Params {
     /// Parses an `application/x-www-form-urlencoded` body or query string.
     pub fn from_form(form: &[u8], limits: Limits) -> Result<Self, ProtocolError> {
         Self::from_pairs(
-            form_urlencoded::parse(form).map(|(name, value)| (name.into_owned(), value.into_owned())),
+            form_urlencoded::parse(form)
+                .map(|(name, value)| (name.into_owned(), value.into_owned())),
             limits,
         )
     }
@@ -246,7 +249,10 @@ mod tests {
     #[test]
     fn sparse_lists_read_in_numeric_order() {
         let params = parsed("ImageId.10=c&ImageId.2=b&ImageId.1=a");
-        assert_eq!(params.root().strings("ImageId").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(
+            params.root().strings("ImageId").unwrap(),
+            vec!["a", "b", "c"]
+        );
         params.finish().unwrap();
     }
 
@@ -268,7 +274,10 @@ mod tests {
     fn leftovers_are_unknown() {
         let params = parsed("ImageId.1=a&Bogus=1");
         params.root().strings("ImageId").unwrap();
-        assert_eq!(params.finish(), Err(ProtocolError::UnknownParameter("Bogus".into())));
+        assert_eq!(
+            params.finish(),
+            Err(ProtocolError::UnknownParameter("Bogus".into()))
+        );
     }
 
     #[test]

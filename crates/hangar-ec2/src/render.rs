@@ -127,7 +127,11 @@ pub fn write_image(xml: &mut XmlWriter, image: &Image, now_ms: i64) {
         .opt_text("description", image.description.as_deref())
         .text("rootDeviceType", &image.root_device_type)
         .opt_text("rootDeviceName", image.root_device_name.as_deref())
-        .list("blockDeviceMapping", &image.block_device_mappings, write_mapping)
+        .list(
+            "blockDeviceMapping",
+            &image.block_device_mappings,
+            write_mapping,
+        )
         .text("virtualizationType", &image.virtualization_type);
     write_tags(xml, &image.tags);
     xml.text("hypervisor", &image.hypervisor)

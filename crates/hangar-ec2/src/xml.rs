@@ -72,7 +72,12 @@ impl XmlWriter {
     }
 
     /// `<name><item>..</item>...</name>`, or `<name/>` when empty.
-    pub fn list<T>(&mut self, name: &str, items: &[T], mut item: impl FnMut(&mut Self, &T)) -> &mut Self {
+    pub fn list<T>(
+        &mut self,
+        name: &str,
+        items: &[T],
+        mut item: impl FnMut(&mut Self, &T),
+    ) -> &mut Self {
         if items.is_empty() {
             self.out.push('<');
             self.out.push_str(name);

@@ -89,14 +89,7 @@ impl Authenticator {
                 .get(access_key_id)
                 .map(|account| account.secret.clone())
         };
-        let parsed = hangar_auth::verify(
-            parts,
-            service,
-            encoding,
-            now,
-            &region_allowed,
-            &lookup,
-        )?;
+        let parsed = hangar_auth::verify(parts, service, encoding, now, &region_allowed, &lookup)?;
         let account = self
             .accounts
             .get(&parsed.access_key_id)

@@ -108,7 +108,9 @@ pub struct AccountConfig {
     pub secret_access_key: SecretKey,
 }
 
-fn deserialize_secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SecretKey, D::Error> {
+fn deserialize_secret<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SecretKey, D::Error> {
     String::deserialize(deserializer).map(SecretKey::new)
 }
 
@@ -206,7 +208,10 @@ impl Config {
                 );
             }
             if !keys.insert(account.access_key_id.clone()) {
-                bail!("accounts: access_key_id {:?} appears twice", account.access_key_id);
+                bail!(
+                    "accounts: access_key_id {:?} appears twice",
+                    account.access_key_id
+                );
             }
             if !ids.insert(account.id.clone()) {
                 bail!("accounts: account {} appears twice", account.id);

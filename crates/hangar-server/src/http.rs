@@ -24,7 +24,10 @@ fn xml_response(status: u16, body: String, request_id: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml;charset=UTF-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-amzn-requestid", value);
     }
@@ -78,8 +81,20 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         Ok(parsed) => parsed.service,
         Err(error) => return ec2_error(&WireError::from(&error), &request_id),
     };
-    let response = match service.as_str() {
+    match service.as_str() {
         "ec2" => {
+            // EC2's parameters travel in the body, so the signature must cover
+            // it: refuse `UNSIGNED-PAYLOAD` and streaming markers here.
+            if let Some((_, declared)) = header_pairs
+                .iter()
+                .find(|(name, _)| name == "x-amz-content-sha256")
+                && declared != &payload_hash
+            {
+                return ec2_error(
+                    &WireError::from(&AuthError::SignatureDoesNotMatch),
+                    &request_id,
+                );
+            }
             let caller = match state.authenticator.authenticate(
                 &request_parts,
                 "ec2",
@@ -97,11 +112,7 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
                 Method::GET => raw_query.into_bytes(),
                 _ => {
                     return ec2_error(
-                        &WireError::new(
-                            "InvalidHttpRequest",
-                            "EC2 requests use GET or POST",
-                            400,
-                        ),
+                        &WireError::new("InvalidHttpRequest", "EC2 requests use GET or POST", 400),
                         &request_id,
                     );
                 }
@@ -110,9 +121,15 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
                 max_parameters: state.config.limits.max_parameters,
                 ..Limits::default()
             };
-            let outcome = hangar_ec2::handle(&state.hangar, &caller, &form, limits, &request_id).await;
+            let outcome =
+                hangar_ec2::handle(&state.hangar, &caller, &form, limits, &request_id).await;
             if let Some(detail) = &outcome.internal_detail {
-                tracing::error!(request_id, action = outcome.action, detail, "internal error");
+                tracing::error!(
+                    request_id,
+                    action = outcome.action,
+                    detail,
+                    "internal error"
+                );
             }
             tracing::info!(
                 request_id,
@@ -133,8 +150,7 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
             ),
             &request_id,
         ),
-    };
-    response
+    }
 }
 
 /// Headers as (name, value) text pairs. Values that are not visible ASCII

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use hangar_server::Config;
 
 #[derive(Parser)]
-#[command(name = "hangar", version, about = "An EC2-compatible machine-image (AMI) service")]
+#[command(
+    name = "hangar",
+    version,
+    about = "An EC2-compatible machine-image (AMI) service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

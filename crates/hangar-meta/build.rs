@@ -1,0 +1,6 @@
+//! `sqlx::migrate!` embeds the migration files at compile time; tell Cargo
+//! to rebuild when they change.
+
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
