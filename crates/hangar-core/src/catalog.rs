@@ -86,7 +86,7 @@ pub fn images_for(region: &str) -> Vec<Image> {
                     device_name: "/dev/xvda".into(),
                     virtual_name: None,
                     ebs: Some(EbsBlockDevice {
-                        snapshot_id: Some(ids::derived(ids::SNAPSHOT, &seed)),
+                        snapshot_id: Some(ids::derived(ids::SNAPSHOT, &format!("{seed}/root"))),
                         volume_size: Some(entry.root_size_gib),
                         volume_type: Some("gp3".into()),
                         delete_on_termination: Some(true),
