@@ -6,6 +6,7 @@
 //! requests into the typed inputs defined here, and the storage engines
 //! implement the [`repo::MetaStore`] trait defined here.
 
+pub mod blocks;
 pub mod catalog;
 pub mod clock;
 pub mod error;

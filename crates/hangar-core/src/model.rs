@@ -168,3 +168,284 @@ impl Image {
         })
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotState {
+    Pending,
+    Completed,
+    Error,
+}
+
+impl SnapshotState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotState::Pending => "pending",
+            SnapshotState::Completed => "completed",
+            SnapshotState::Error => "error",
+        }
+    }
+}
+
+/// A snapshot: a disk image of `volume_size_gib`, whose data lives in the
+/// block store and whose block map (index → block) lives in the repository
+/// under the snapshot's ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub snapshot_id: String,
+    pub region: String,
+    pub owner_id: String,
+    pub owner_alias: Option<String>,
+    /// The volume it was taken from; `vol-ffffffff` when it has none (EBS
+    /// direct APIs, copies), as AWS reports it.
+    pub volume_id: String,
+    pub volume_size_gib: i64,
+    pub state: SnapshotState,
+    pub state_message: Option<String>,
+    /// 0 to 100.
+    pub progress: i64,
+    pub start_ms: EpochMillis,
+    pub completion_ms: Option<EpochMillis>,
+    pub description: Option<String>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub tags: Vec<Tag>,
+    /// EBS direct APIs: the snapshot this one is incremental to.
+    pub parent_snapshot_id: Option<String>,
+    /// CopySnapshot: where the data came from.
+    pub source_snapshot_id: Option<String>,
+    pub source_region: Option<String>,
+    /// EBS direct APIs: the idempotency token of `StartSnapshot`, and the
+    /// moment a pending snapshot times out.
+    pub client_token: Option<String>,
+    pub timeout_ms: Option<EpochMillis>,
+    /// Accounts allowed to use the snapshot (`createVolumePermission`).
+    pub create_volume_permissions: Vec<String>,
+    pub revision: i64,
+}
+
+impl Snapshot {
+    pub const RECORD_VERSION: i64 = 1;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    Creating,
+    Available,
+    InUse,
+    Deleting,
+    Deleted,
+    Error,
+}
+
+impl VolumeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Available => "available",
+            VolumeState::InUse => "in-use",
+            VolumeState::Deleting => "deleting",
+            VolumeState::Deleted => "deleted",
+            VolumeState::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeAttachment {
+    pub instance_id: String,
+    pub device: String,
+    pub attach_ms: EpochMillis,
+    pub delete_on_termination: bool,
+}
+
+/// A volume: a copy-on-write view of a snapshot, with its own block map under
+/// the volume's ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub volume_id: String,
+    pub region: String,
+    pub owner_id: String,
+    pub availability_zone: String,
+    pub size_gib: i64,
+    pub snapshot_id: Option<String>,
+    pub volume_type: String,
+    pub iops: Option<i64>,
+    pub throughput: Option<i64>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub state: VolumeState,
+    pub create_ms: EpochMillis,
+    pub attachment: Option<VolumeAttachment>,
+    pub tags: Vec<Tag>,
+    pub revision: i64,
+}
+
+impl Volume {
+    pub const RECORD_VERSION: i64 = 1;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+
+    /// AWS's numeric state code.
+    pub fn code(self) -> i64 {
+        match self {
+            InstanceState::Pending => 0,
+            InstanceState::Running => 16,
+            InstanceState::ShuttingDown => 32,
+            InstanceState::Terminated => 48,
+            InstanceState::Stopping => 64,
+            InstanceState::Stopped => 80,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceBlockDevice {
+    pub device_name: String,
+    pub volume_id: String,
+    pub delete_on_termination: bool,
+    pub attach_ms: EpochMillis,
+}
+
+/// An instance. Nothing runs: it is the record of a launch, with volumes that
+/// hold real data, and states that move as AWS's do. A transitional state
+/// (`pending`, `stopping`, `shutting-down`) settles into `settles_to` at
+/// `settles_at_ms`; readers compute the state in effect at their moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub instance_id: String,
+    pub region: String,
+    pub owner_id: String,
+    pub reservation_id: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub architecture: String,
+    pub virtualization_type: String,
+    pub hypervisor: String,
+    pub platform_details: String,
+    pub root_device_name: Option<String>,
+    pub root_device_type: String,
+    pub block_devices: Vec<InstanceBlockDevice>,
+    pub state: InstanceState,
+    pub settles_to: Option<InstanceState>,
+    pub settles_at_ms: Option<EpochMillis>,
+    pub state_reason: Option<StateReason>,
+    pub state_transition_reason: String,
+    pub launch_ms: EpochMillis,
+    pub ami_launch_index: i64,
+    pub private_ip_address: String,
+    pub client_token: Option<String>,
+    pub tags: Vec<Tag>,
+    pub revision: i64,
+}
+
+impl Instance {
+    pub const RECORD_VERSION: i64 = 1;
+
+    /// The state in effect at `now_ms`.
+    pub fn state_at(&self, now_ms: EpochMillis) -> InstanceState {
+        match (self.settles_to, self.settles_at_ms) {
+            (Some(target), Some(at)) if now_ms >= at => target,
+            _ => self.state,
+        }
+    }
+
+    /// Folds a settled transition into `state`, so updates start from the
+    /// state in effect.
+    pub fn settle(&mut self, now_ms: EpochMillis) {
+        self.state = self.state_at(now_ms);
+        if self.settles_at_ms.is_some_and(|at| now_ms >= at) {
+            self.settles_to = None;
+            self.settles_at_ms = None;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl TaskState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskState::Completed | TaskState::Failed)
+    }
+}
+
+/// One snapshot a task creates: where its data comes from and the new ID,
+/// chosen when the task is created so that re-running a step is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCopyPlan {
+    /// A snapshot or volume ID whose block map is copied.
+    pub source_map_id: String,
+    pub source_snapshot_id: Option<String>,
+    pub source_volume_id: Option<String>,
+    pub new_snapshot_id: String,
+    pub device_name: String,
+    pub volume_size_gib: i64,
+    pub done: bool,
+}
+
+/// What a long-running task does; its plan is fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskWork {
+    /// `CreateImage`, `CopyImage`: copy block maps into new snapshots, then
+    /// make the (already recorded, pending) image available.
+    BuildImage {
+        image_id: String,
+        snapshots: Vec<SnapshotCopyPlan>,
+        snapshot_tags: Vec<Tag>,
+        description: Option<String>,
+    },
+}
+
+/// A long-running piece of work with explicit, persisted state: created
+/// with the records it will complete, claimed by a runner, resumed after a
+/// crash from its persisted progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: String,
+    pub region: String,
+    pub owner_id: String,
+    pub state: TaskState,
+    pub work: TaskWork,
+    /// 0 to 100, from real work done; never goes backwards.
+    pub progress: i64,
+    pub created_ms: EpochMillis,
+    pub updated_ms: EpochMillis,
+    pub attempts: i64,
+    pub failure_reason: Option<String>,
+    pub revision: i64,
+}
+
+impl Task {
+    pub const RECORD_VERSION: i64 = 1;
+}

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::Image;
+use crate::model::{Image, Instance, Snapshot, Task, Volume};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -44,6 +44,7 @@ pub struct ImageListQuery {
 }
 
 #[async_trait]
+#[allow(unused_variables)] // transitional default bodies, see `unimplemented_engine`
 pub trait MetaStore: Send + Sync + 'static {
     /// Stores a new image. Fails with `ImageNameTaken` when the owner already
     /// has a live image of that name in that region, `DuplicateId` when the
@@ -68,4 +69,160 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Deletes every record (the dev-mode reset).
     async fn reset(&self) -> Result<(), StoreError>;
+
+    /// Stores a new pending image and the task that will finish it, in one
+    /// transaction: either both exist afterwards or neither does. Fails like
+    /// `insert_image` (name taken, duplicate ID) and then stores nothing.
+    async fn insert_image_with_task(&self, image: &Image, task: &Task) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine(
+            "insert_image_with_task",
+        )))
+    }
+
+    // Snapshots. `insert_*` fails with `DuplicateId`; `update_*` follows the
+    // revision rule of `update_image` and returns the new revision.
+    async fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("insert_snapshot")))
+    }
+    async fn update_snapshot(&self, snapshot: &Snapshot) -> Result<i64, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("update_snapshot")))
+    }
+    async fn get_snapshot(&self, snapshot_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("get_snapshot")))
+    }
+    /// Ordered by snapshot ID.
+    async fn list_snapshots(&self, query: &RecordQuery) -> Result<Vec<Snapshot>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("list_snapshots")))
+    }
+    /// Removes the record and its block map. Returns whether it existed.
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("delete_snapshot")))
+    }
+
+    // Volumes, with the same rules.
+    async fn insert_volume(&self, volume: &Volume) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("insert_volume")))
+    }
+    async fn update_volume(&self, volume: &Volume) -> Result<i64, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("update_volume")))
+    }
+    async fn get_volume(&self, volume_id: &str) -> Result<Option<Volume>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("get_volume")))
+    }
+    async fn list_volumes(&self, query: &RecordQuery) -> Result<Vec<Volume>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("list_volumes")))
+    }
+    /// Removes the record and its block map. Returns whether it existed.
+    async fn delete_volume(&self, volume_id: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("delete_volume")))
+    }
+
+    // Instances (kept after termination, as AWS shows them for a while).
+    async fn insert_instance(&self, instance: &Instance) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("insert_instance")))
+    }
+    async fn update_instance(&self, instance: &Instance) -> Result<i64, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("update_instance")))
+    }
+    async fn get_instance(&self, instance_id: &str) -> Result<Option<Instance>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("get_instance")))
+    }
+    async fn list_instances(&self, query: &RecordQuery) -> Result<Vec<Instance>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("list_instances")))
+    }
+
+    // Tasks.
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("insert_task")))
+    }
+    async fn update_task(&self, task: &Task) -> Result<i64, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("update_task")))
+    }
+    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("get_task")))
+    }
+    /// Tasks not yet completed or failed, oldest first.
+    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine(
+            "list_unfinished_tasks",
+        )))
+    }
+
+    // Block maps: for a snapshot or volume ID, which block holds the data at
+    // each 512 KiB index. `hash` is the hex SHA-256 of the block, or
+    // `ZERO_BLOCK` for a block of zeros that is not stored.
+    /// Sets (inserts or replaces) one entry.
+    async fn put_block(&self, map_id: &str, index: i64, hash: &str) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("put_block")))
+    }
+    async fn get_block(&self, map_id: &str, index: i64) -> Result<Option<String>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("get_block")))
+    }
+    /// Entries with index ≥ `start_index`, in index order, at most `limit`.
+    async fn list_blocks(
+        &self,
+        map_id: &str,
+        start_index: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("list_blocks")))
+    }
+    async fn count_blocks(&self, map_id: &str) -> Result<i64, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("count_blocks")))
+    }
+    /// Makes `to`'s map an exact copy of `from`'s (replacing what `to` had),
+    /// in one transaction. Returns the number of entries copied.
+    async fn copy_blocks(&self, from: &str, to: &str) -> Result<i64, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("copy_blocks")))
+    }
+    /// Copies into `into` every entry of `base` whose index `into` lacks (an
+    /// incremental snapshot inherits its parent's data), in one transaction.
+    async fn merge_blocks(&self, base: &str, into: &str) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("merge_blocks")))
+    }
+    async fn delete_blocks(&self, map_id: &str) -> Result<(), StoreError> {
+        Err(StoreError::Backend(unimplemented_engine("delete_blocks")))
+    }
+    /// Distinct block hashes referenced by any map, greater than `after`, in
+    /// order, at most `limit` (the mark phase of block collection).
+    async fn referenced_hashes(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine(
+            "referenced_hashes",
+        )))
+    }
+
+    /// Idempotency tokens (`ClientToken`): records `(scope, token) →
+    /// (fingerprint, result)` if absent and returns `None`; if present,
+    /// returns what was recorded first and changes nothing.
+    async fn claim_client_token(
+        &self,
+        scope: &str,
+        token: &str,
+        fingerprint: &str,
+        result: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Err(StoreError::Backend(unimplemented_engine(
+            "claim_client_token",
+        )))
+    }
+}
+
+/// The block-map value for an all-zero block, which is never stored.
+pub const ZERO_BLOCK: &str = "zero";
+
+/// Narrowing for listings of snapshots, volumes and instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    pub region: Option<String>,
+    pub owner_ids: Option<Vec<String>>,
+}
+
+/// Transitional: operations an engine has not implemented yet fail loudly
+/// rather than pretending to work.
+fn unimplemented_engine(operation: &str) -> String {
+    format!("{operation} is not implemented by this storage engine")
 }
