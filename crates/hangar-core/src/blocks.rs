@@ -67,7 +67,9 @@ pub struct StoredBlock {
 #[async_trait]
 pub trait BlockStore: Send + Sync + 'static {
     /// Stores `data` under `hash` (the caller computed it). Idempotent; the
-    /// block is durable when this returns.
+    /// block is durable when this returns. Storing a block that already
+    /// exists refreshes its modified time: the collector relies on that to
+    /// never take a block that a new map entry is about to reference.
     async fn put(&self, hash: &BlockHash, data: Vec<u8>) -> Result<(), BlockError>;
 
     /// Reads a block and verifies it against its hash: a mismatch is

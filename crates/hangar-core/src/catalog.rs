@@ -6,7 +6,7 @@
 use crate::ids;
 use crate::model::{
     BlockDeviceMapping, DeregistrationProtection, EbsBlockDevice, Image, ImageState,
-    LaunchPermission,
+    LaunchPermission, Snapshot, SnapshotState,
 };
 
 /// The account AWS publishes Amazon-owned images from.
@@ -86,7 +86,7 @@ pub fn images_for(region: &str) -> Vec<Image> {
                     device_name: "/dev/xvda".into(),
                     virtual_name: None,
                     ebs: Some(EbsBlockDevice {
-                        snapshot_id: Some(ids::derived(ids::SNAPSHOT, &format!("{seed}/root"))),
+                        snapshot_id: Some(root_snapshot_id(region, entry.slug)),
                         volume_size: Some(entry.root_size_gib),
                         volume_type: Some("gp3".into()),
                         delete_on_termination: Some(true),
@@ -121,6 +121,42 @@ pub fn images_for(region: &str) -> Vec<Image> {
                 deregistered_ms: None,
                 revision: 0,
             }
+        })
+        .collect()
+}
+
+fn root_snapshot_id(region: &str, slug: &str) -> String {
+    ids::derived(ids::SNAPSHOT, &format!("{region}/{slug}/root"))
+}
+
+/// The root snapshots of the catalogue images: public, completed, and empty
+/// (all zeros), so the images launch and their volumes read as blank disks.
+pub fn snapshots_for(region: &str) -> Vec<Snapshot> {
+    ENTRIES
+        .iter()
+        .map(|entry| Snapshot {
+            snapshot_id: root_snapshot_id(region, entry.slug),
+            region: region.to_string(),
+            owner_id: AMAZON_OWNER_ID.to_string(),
+            owner_alias: Some(AMAZON_ALIAS.to_string()),
+            volume_id: "vol-ffffffff".into(),
+            volume_size_gib: entry.root_size_gib,
+            state: SnapshotState::Completed,
+            state_message: None,
+            progress: 100,
+            start_ms: CREATED_MS,
+            completion_ms: Some(CREATED_MS),
+            description: Some(format!("Root volume of {}", entry.name)),
+            encrypted: false,
+            kms_key_id: None,
+            tags: Vec::new(),
+            parent_snapshot_id: None,
+            source_snapshot_id: None,
+            source_region: None,
+            client_token: None,
+            timeout_ms: None,
+            create_volume_permissions: vec!["all".into()],
+            revision: 0,
         })
         .collect()
 }

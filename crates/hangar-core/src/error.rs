@@ -40,6 +40,43 @@ pub enum Error {
     FilterLimitExceeded(String),
     #[error("The image '{image_id}' is in state {state}, which does not allow this request")]
     IncorrectImageState { image_id: String, state: String },
+    #[error("The {kind} ID '{id}' is malformed")]
+    MalformedId { kind: ResourceKind, id: String },
+    #[error("The {kind} ID '{}' does not exist", .ids.join(", "))]
+    ResourceNotFound {
+        kind: ResourceKind,
+        ids: Vec<String>,
+    },
+    #[error("The snapshot {snapshot_id} is currently in use by {image_id}")]
+    SnapshotInUse {
+        snapshot_id: String,
+        image_id: String,
+    },
+    #[error("The volume '{0}' is currently attached")]
+    VolumeInUse(String),
+    #[error("The snapshot '{snapshot_id}' is in state {state}: {detail}")]
+    IncorrectSnapshotState {
+        snapshot_id: String,
+        state: String,
+        detail: String,
+    },
+    #[error("The instance '{instance_id}' is not in a state from which it can be {action}.")]
+    IncorrectInstanceState { instance_id: String, action: String },
+    /// EBS direct APIs: a block that is out of range, of the wrong length,
+    /// or whose checksum does not match its data.
+    #[error("{0}")]
+    InvalidBlock(String),
+    #[error("The block token is not valid for this block")]
+    InvalidBlockToken,
+    #[error("{0}")]
+    InvalidVolumeSize(String),
+    /// A `ClientToken` reused with different parameters.
+    #[error("The client token {0} was already used with different parameters")]
+    IdempotentParameterMismatch(String),
+    #[error("{0}")]
+    InstanceLimitExceeded(String),
+    #[error("The region '{0}' is not served by this endpoint")]
+    InvalidRegion(String),
     /// Every check passed and `DryRun` was set: AWS answers with this error.
     #[error("Request would have succeeded, but DryRun flag is set.")]
     DryRunOperation,
@@ -47,6 +84,26 @@ pub enum Error {
     /// `InternalError` without the detail, which is logged instead.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Kinds of resource, for errors that name one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Image,
+    Snapshot,
+    Volume,
+    Instance,
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            ResourceKind::Image => "image",
+            ResourceKind::Snapshot => "snapshot",
+            ResourceKind::Volume => "volume",
+            ResourceKind::Instance => "instance",
+        })
+    }
 }
 
 impl Error {

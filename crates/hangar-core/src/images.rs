@@ -322,6 +322,9 @@ impl Hangar {
             }
         }
         let image_tags = tags::tags_for(&input.tag_specifications, "image", &["image"])?;
+        let mut input = input;
+        self.resolve_mapping_snapshots(caller, &mut input.block_device_mappings)
+            .await?;
         if dry_run {
             return Err(Error::DryRunOperation);
         }
@@ -373,6 +376,43 @@ impl Hangar {
         };
         self.insert_new_image(&mut image).await?;
         Ok(image.image_id)
+    }
+
+    /// Checks that every snapshot a mapping names exists, is completed and
+    /// usable by the caller, and that the mapping is at least as large; a
+    /// mapping without `VolumeSize` takes the snapshot's size.
+    async fn resolve_mapping_snapshots(
+        &self,
+        caller: &Caller,
+        mappings: &mut [BlockDeviceMapping],
+    ) -> Result<()> {
+        for mapping in mappings {
+            let Some(ebs) = mapping.ebs.as_mut() else {
+                continue;
+            };
+            let Some(snapshot_id) = ebs.snapshot_id.clone() else {
+                continue;
+            };
+            let snapshot = self.visible_snapshot(caller, &snapshot_id).await?;
+            if snapshot.state != crate::model::SnapshotState::Completed {
+                return Err(Error::IncorrectSnapshotState {
+                    snapshot_id,
+                    state: snapshot.state.as_str().into(),
+                    detail: "an image can only use completed snapshots".into(),
+                });
+            }
+            match ebs.volume_size {
+                None => ebs.volume_size = Some(snapshot.volume_size_gib),
+                Some(size) if size < snapshot.volume_size_gib => {
+                    return Err(Error::InvalidParameterValue(format!(
+                        "Volume of size {size}GB is smaller than snapshot '{snapshot_id}', expect size >= {}GB",
+                        snapshot.volume_size_gib
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Stores a new image, mapping a taken name to `InvalidAMIName.Duplicate`
@@ -743,7 +783,7 @@ impl Hangar {
         &self,
         caller: &Caller,
         image_id: &str,
-        _delete_associated_snapshots: bool,
+        delete_associated_snapshots: bool,
         dry_run: bool,
     ) -> Result<Vec<DeleteSnapshotResult>> {
         if dry_run {
@@ -751,16 +791,33 @@ impl Hangar {
             return Err(Error::DryRunOperation);
         }
         let now = self.clock.now_ms();
-        self.update_owned_image(caller, image_id, |image| {
-            image.state = ImageState::Deregistered;
-            image.deregistered_ms = Some(now);
-            image.launch_permissions.clear();
-            Ok(())
-        })
-        .await?;
-        // Snapshots are records of their own from the data issue on; until
-        // then there is nothing to delete with the image.
-        Ok(Vec::new())
+        let image = self
+            .update_owned_image(caller, image_id, |image| {
+                image.state = ImageState::Deregistered;
+                image.deregistered_ms = Some(now);
+                image.launch_permissions.clear();
+                Ok(())
+            })
+            .await?;
+        let mut results = Vec::new();
+        if delete_associated_snapshots {
+            for snapshot_id in image.snapshot_ids() {
+                let return_code = match self.delete_snapshot(caller, snapshot_id, false).await {
+                    Ok(()) => "success",
+                    Err(Error::SnapshotInUse { .. }) => "skipped",
+                    Err(Error::UnauthorizedOperation | Error::ResourceNotFound { .. }) => {
+                        "missing-permissions"
+                    }
+                    Err(Error::MalformedId { .. }) => "client-error",
+                    Err(_) => "internal-error",
+                };
+                results.push(DeleteSnapshotResult {
+                    snapshot_id: snapshot_id.to_string(),
+                    return_code: return_code.into(),
+                });
+            }
+        }
+        Ok(results)
     }
 
     pub async fn create_tags(
@@ -782,14 +839,14 @@ impl Hangar {
         // Check every resource before changing any, so a bad ID leaves
         // nothing half-tagged.
         for resource_id in resource_ids {
-            self.taggable_image(caller, resource_id).await?;
+            self.check_taggable(caller, resource_id).await?;
         }
         if dry_run {
             return Err(Error::DryRunOperation);
         }
         for resource_id in resource_ids {
-            self.update_owned_image(caller, resource_id, |image| {
-                tags::merge(&mut image.tags, new_tags)
+            self.change_tags(caller, resource_id, &|current| {
+                tags::merge(current, new_tags)
             })
             .await?;
         }
@@ -807,14 +864,14 @@ impl Hangar {
             return Err(Error::MissingParameter("ResourceId".into()));
         }
         for resource_id in resource_ids {
-            self.taggable_image(caller, resource_id).await?;
+            self.check_taggable(caller, resource_id).await?;
         }
         if dry_run {
             return Err(Error::DryRunOperation);
         }
         for resource_id in resource_ids {
-            self.update_owned_image(caller, resource_id, |image| {
-                tags::remove(&mut image.tags, removals);
+            self.change_tags(caller, resource_id, &|current| {
+                tags::remove(current, removals);
                 Ok(())
             })
             .await?;
@@ -822,17 +879,77 @@ impl Hangar {
         Ok(())
     }
 
-    async fn taggable_image(&self, caller: &Caller, resource_id: &str) -> Result<Image> {
+    /// The resource exists, is the caller's, and can carry tags.
+    async fn check_taggable(&self, caller: &Caller, resource_id: &str) -> Result<()> {
         match ids::prefix_of(resource_id) {
             Some(ids::IMAGE) => {
                 let image = self.usable_image(caller, resource_id).await?;
                 if image.owner_id != caller.account_id {
                     return Err(Error::UnauthorizedOperation);
                 }
-                Ok(image)
             }
-            _ => Err(Error::MalformedResourceId(resource_id.to_string())),
+            Some(ids::SNAPSHOT) => {
+                self.owned_snapshot(caller, resource_id).await?;
+            }
+            Some(ids::VOLUME) => {
+                self.owned_volume(caller, resource_id).await?;
+            }
+            Some(ids::INSTANCE) => {
+                self.owned_instance(caller, resource_id).await?;
+            }
+            _ => return Err(Error::MalformedResourceId(resource_id.to_string())),
         }
+        Ok(())
+    }
+
+    async fn change_tags(
+        &self,
+        caller: &Caller,
+        resource_id: &str,
+        change: &(dyn Fn(&mut Vec<Tag>) -> Result<()> + Sync),
+    ) -> Result<()> {
+        match ids::prefix_of(resource_id) {
+            Some(ids::IMAGE) => {
+                self.update_owned_image(caller, resource_id, |image| change(&mut image.tags))
+                    .await?;
+            }
+            Some(ids::SNAPSHOT) => {
+                self.update_owned_snapshot(caller, resource_id, |snapshot| {
+                    change(&mut snapshot.tags)
+                })
+                .await?;
+            }
+            Some(ids::VOLUME) => {
+                for _ in 0..8 {
+                    let mut volume = self.owned_volume(caller, resource_id).await?;
+                    change(&mut volume.tags)?;
+                    match self.store.update_volume(&volume).await {
+                        Ok(_) => return Ok(()),
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                return Err(Error::Internal(format!(
+                    "too much contention updating {resource_id}"
+                )));
+            }
+            Some(ids::INSTANCE) => {
+                for _ in 0..8 {
+                    let mut instance = self.owned_instance(caller, resource_id).await?;
+                    change(&mut instance.tags)?;
+                    match self.store.update_instance(&instance).await {
+                        Ok(_) => return Ok(()),
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                return Err(Error::Internal(format!(
+                    "too much contention updating {resource_id}"
+                )));
+            }
+            _ => return Err(Error::MalformedResourceId(resource_id.to_string())),
+        }
+        Ok(())
     }
 
     pub async fn describe_tags(
@@ -853,7 +970,12 @@ impl Hangar {
                 return Err(filter::unknown_filter(&filter.name));
             }
         }
-        let images = self
+        let mine = crate::repo::RecordQuery {
+            region: Some(caller.region.clone()),
+            owner_ids: Some(vec![caller.account_id.clone()]),
+        };
+        let mut tagged: Vec<(String, &'static str, Vec<Tag>)> = Vec::new();
+        for image in self
             .store
             .list_images(&ImageListQuery {
                 region: caller.region.clone(),
@@ -861,13 +983,25 @@ impl Hangar {
                 owner_aliases: None,
                 exclude_deregistered: true,
             })
-            .await?;
+            .await?
+        {
+            tagged.push((image.image_id, "image", image.tags));
+        }
+        for snapshot in self.store.list_snapshots(&mine).await? {
+            tagged.push((snapshot.snapshot_id, "snapshot", snapshot.tags));
+        }
+        for volume in self.store.list_volumes(&mine).await? {
+            tagged.push((volume.volume_id, "volume", volume.tags));
+        }
+        for instance in self.store.list_instances(&mine).await? {
+            tagged.push((instance.instance_id, "instance", instance.tags));
+        }
         let mut rows: Vec<(String, TagDescription)> = Vec::new();
-        for image in &images {
-            for tag in &image.tags {
+        for (resource_id, resource_type, resource_tags) in &tagged {
+            for tag in resource_tags {
                 let row = TagDescription {
-                    resource_id: image.image_id.clone(),
-                    resource_type: "image".into(),
+                    resource_id: resource_id.clone(),
+                    resource_type: (*resource_type).into(),
                     key: tag.key.clone(),
                     value: tag.value.clone(),
                 };
@@ -878,7 +1012,7 @@ impl Hangar {
                     "resource-type" => filter::matches_any(filter, &[&row.resource_type]),
                     name => {
                         let key = &name["tag:".len()..];
-                        image.tags.iter().any(|other| {
+                        resource_tags.iter().any(|other| {
                             other.key == key && filter::matches_any(filter, &[&other.value])
                         })
                     }

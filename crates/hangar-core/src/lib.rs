@@ -7,19 +7,22 @@
 //! implement the [`repo::MetaStore`] trait defined here.
 
 pub mod blocks;
+pub mod build;
 pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod images;
+pub mod instances;
 pub mod model;
 pub mod page;
 pub mod regions;
 pub mod repo;
 pub mod service;
+pub mod snapshots;
 pub mod tags;
 pub mod timefmt;
 
-pub use error::{Error, Result};
+pub use error::{Error, ResourceKind, Result};
 pub use service::{Caller, Hangar, Settings};

@@ -44,7 +44,6 @@ pub struct ImageListQuery {
 }
 
 #[async_trait]
-#[allow(unused_variables)] // transitional default bodies, see `unimplemented_engine`
 pub trait MetaStore: Send + Sync + 'static {
     /// Stores a new image. Fails with `ImageNameTaken` when the owner already
     /// has a live image of that name in that region, `DuplicateId` when the
@@ -73,127 +72,67 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores a new pending image and the task that will finish it, in one
     /// transaction: either both exist afterwards or neither does. Fails like
     /// `insert_image` (name taken, duplicate ID) and then stores nothing.
-    async fn insert_image_with_task(&self, image: &Image, task: &Task) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine(
-            "insert_image_with_task",
-        )))
-    }
+    async fn insert_image_with_task(&self, image: &Image, task: &Task) -> Result<(), StoreError>;
 
     // Snapshots. `insert_*` fails with `DuplicateId`; `update_*` follows the
     // revision rule of `update_image` and returns the new revision.
-    async fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("insert_snapshot")))
-    }
-    async fn update_snapshot(&self, snapshot: &Snapshot) -> Result<i64, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("update_snapshot")))
-    }
-    async fn get_snapshot(&self, snapshot_id: &str) -> Result<Option<Snapshot>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("get_snapshot")))
-    }
+    async fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+    async fn update_snapshot(&self, snapshot: &Snapshot) -> Result<i64, StoreError>;
+    async fn get_snapshot(&self, snapshot_id: &str) -> Result<Option<Snapshot>, StoreError>;
     /// Ordered by snapshot ID.
-    async fn list_snapshots(&self, query: &RecordQuery) -> Result<Vec<Snapshot>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("list_snapshots")))
-    }
+    async fn list_snapshots(&self, query: &RecordQuery) -> Result<Vec<Snapshot>, StoreError>;
     /// Removes the record and its block map. Returns whether it existed.
-    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("delete_snapshot")))
-    }
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError>;
 
     // Volumes, with the same rules.
-    async fn insert_volume(&self, volume: &Volume) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("insert_volume")))
-    }
-    async fn update_volume(&self, volume: &Volume) -> Result<i64, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("update_volume")))
-    }
-    async fn get_volume(&self, volume_id: &str) -> Result<Option<Volume>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("get_volume")))
-    }
-    async fn list_volumes(&self, query: &RecordQuery) -> Result<Vec<Volume>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("list_volumes")))
-    }
+    async fn insert_volume(&self, volume: &Volume) -> Result<(), StoreError>;
+    async fn update_volume(&self, volume: &Volume) -> Result<i64, StoreError>;
+    async fn get_volume(&self, volume_id: &str) -> Result<Option<Volume>, StoreError>;
+    async fn list_volumes(&self, query: &RecordQuery) -> Result<Vec<Volume>, StoreError>;
     /// Removes the record and its block map. Returns whether it existed.
-    async fn delete_volume(&self, volume_id: &str) -> Result<bool, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("delete_volume")))
-    }
+    async fn delete_volume(&self, volume_id: &str) -> Result<bool, StoreError>;
 
     // Instances (kept after termination, as AWS shows them for a while).
-    async fn insert_instance(&self, instance: &Instance) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("insert_instance")))
-    }
-    async fn update_instance(&self, instance: &Instance) -> Result<i64, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("update_instance")))
-    }
-    async fn get_instance(&self, instance_id: &str) -> Result<Option<Instance>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("get_instance")))
-    }
-    async fn list_instances(&self, query: &RecordQuery) -> Result<Vec<Instance>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("list_instances")))
-    }
+    async fn insert_instance(&self, instance: &Instance) -> Result<(), StoreError>;
+    async fn update_instance(&self, instance: &Instance) -> Result<i64, StoreError>;
+    async fn get_instance(&self, instance_id: &str) -> Result<Option<Instance>, StoreError>;
+    async fn list_instances(&self, query: &RecordQuery) -> Result<Vec<Instance>, StoreError>;
 
     // Tasks.
-    async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("insert_task")))
-    }
-    async fn update_task(&self, task: &Task) -> Result<i64, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("update_task")))
-    }
-    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("get_task")))
-    }
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError>;
+    async fn update_task(&self, task: &Task) -> Result<i64, StoreError>;
+    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
     /// Tasks not yet completed or failed, oldest first.
-    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine(
-            "list_unfinished_tasks",
-        )))
-    }
+    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError>;
 
     // Block maps: for a snapshot or volume ID, which block holds the data at
     // each 512 KiB index. `hash` is the hex SHA-256 of the block, or
     // `ZERO_BLOCK` for a block of zeros that is not stored.
     /// Sets (inserts or replaces) one entry.
-    async fn put_block(&self, map_id: &str, index: i64, hash: &str) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("put_block")))
-    }
-    async fn get_block(&self, map_id: &str, index: i64) -> Result<Option<String>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("get_block")))
-    }
+    async fn put_block(&self, map_id: &str, index: i64, hash: &str) -> Result<(), StoreError>;
+    async fn get_block(&self, map_id: &str, index: i64) -> Result<Option<String>, StoreError>;
     /// Entries with index ≥ `start_index`, in index order, at most `limit`.
     async fn list_blocks(
         &self,
         map_id: &str,
         start_index: i64,
         limit: usize,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("list_blocks")))
-    }
-    async fn count_blocks(&self, map_id: &str) -> Result<i64, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("count_blocks")))
-    }
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+    async fn count_blocks(&self, map_id: &str) -> Result<i64, StoreError>;
     /// Makes `to`'s map an exact copy of `from`'s (replacing what `to` had),
     /// in one transaction. Returns the number of entries copied.
-    async fn copy_blocks(&self, from: &str, to: &str) -> Result<i64, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("copy_blocks")))
-    }
+    async fn copy_blocks(&self, from: &str, to: &str) -> Result<i64, StoreError>;
     /// Copies into `into` every entry of `base` whose index `into` lacks (an
     /// incremental snapshot inherits its parent's data), in one transaction.
-    async fn merge_blocks(&self, base: &str, into: &str) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("merge_blocks")))
-    }
-    async fn delete_blocks(&self, map_id: &str) -> Result<(), StoreError> {
-        Err(StoreError::Backend(unimplemented_engine("delete_blocks")))
-    }
+    async fn merge_blocks(&self, base: &str, into: &str) -> Result<(), StoreError>;
+    async fn delete_blocks(&self, map_id: &str) -> Result<(), StoreError>;
     /// Distinct block hashes referenced by any map, greater than `after`, in
     /// order, at most `limit` (the mark phase of block collection).
     async fn referenced_hashes(
         &self,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine(
-            "referenced_hashes",
-        )))
-    }
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Idempotency tokens (`ClientToken`): records `(scope, token) →
     /// (fingerprint, result)` if absent and returns `None`; if present,
@@ -204,11 +143,7 @@ pub trait MetaStore: Send + Sync + 'static {
         token: &str,
         fingerprint: &str,
         result: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        Err(StoreError::Backend(unimplemented_engine(
-            "claim_client_token",
-        )))
-    }
+    ) -> Result<Option<(String, String)>, StoreError>;
 }
 
 /// The block-map value for an all-zero block, which is never stored.
@@ -219,10 +154,4 @@ pub const ZERO_BLOCK: &str = "zero";
 pub struct RecordQuery {
     pub region: Option<String>,
     pub owner_ids: Option<Vec<String>>,
-}
-
-/// Transitional: operations an engine has not implemented yet fail loudly
-/// rather than pretending to work.
-fn unimplemented_engine(operation: &str) -> String {
-    format!("{operation} is not implemented by this storage engine")
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::blocks::BlockStore;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::repo::MetaStore;
@@ -25,6 +26,11 @@ pub struct Settings {
     /// How long a deregistered image still answers `DescribeImages` by ID
     /// (with state `deregistered`) before it reads as not found.
     pub deregistered_visible_ms: i64,
+    /// How long an instance stays `pending` (and `stopping`,
+    /// `shutting-down`) before it settles.
+    pub instance_transition_ms: i64,
+    /// Most instances one `RunInstances` may start.
+    pub max_instances_per_launch: i64,
 }
 
 impl Settings {
@@ -33,23 +39,55 @@ impl Settings {
             partition: partition.into(),
             regions,
             deregistered_visible_ms: 60 * 60 * 1000,
+            instance_transition_ms: 1000,
+            max_instances_per_launch: 20,
         }
     }
 }
 
+/// Told when a task is created, so the runner picks it up without waiting
+/// for its next poll.
+pub trait TaskWaker: Send + Sync + 'static {
+    fn wake(&self);
+}
+
+struct NoWaker;
+
+impl TaskWaker for NoWaker {
+    fn wake(&self) {}
+}
+
 pub struct Hangar {
     pub(crate) store: Arc<dyn MetaStore>,
+    pub(crate) blocks: Arc<dyn BlockStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
+    pub(crate) waker: Arc<dyn TaskWaker>,
 }
 
 impl Hangar {
-    pub fn new(store: Arc<dyn MetaStore>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        blocks: Arc<dyn BlockStore>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
         Self {
             store,
+            blocks,
             clock,
             settings,
+            waker: Arc::new(NoWaker),
         }
+    }
+
+    pub fn with_waker(mut self, waker: Arc<dyn TaskWaker>) -> Self {
+        self.waker = waker;
+        self
+    }
+
+    pub fn blocks(&self) -> &Arc<dyn BlockStore> {
+        &self.blocks
     }
 
     pub fn settings(&self) -> &Settings {
@@ -80,6 +118,19 @@ impl Hangar {
             for image in crate::catalog::images_for(region) {
                 if self.store.get_image(&image.image_id).await?.is_none() {
                     self.store.upsert_image(&image).await?;
+                }
+            }
+            for snapshot in crate::catalog::snapshots_for(region) {
+                if self
+                    .store
+                    .get_snapshot(&snapshot.snapshot_id)
+                    .await?
+                    .is_none()
+                {
+                    match self.store.insert_snapshot(&snapshot).await {
+                        Ok(()) | Err(crate::repo::StoreError::DuplicateId(_)) => {}
+                        Err(other) => return Err(other.into()),
+                    }
                 }
             }
         }

@@ -1,11 +1,14 @@
 //! One typed `Action` per EC2 operation Hangar serves, parsed once from the
 //! query parameters. Names are AWS's, verbatim.
 
+use hangar_core::build::{CopyImageInput, CreateImageInput};
 use hangar_core::filter::Filter;
 use hangar_core::images::{
     DescribeImagesInput, LaunchPermissionChanges, ModifyImageAttributeInput, RegisterImageInput,
 };
+use hangar_core::instances::RunInstancesInput;
 use hangar_core::model::{BlockDeviceMapping, EbsBlockDevice, LaunchPermission, Tag};
+use hangar_core::snapshots::{CopySnapshotInput, DescribeSnapshotsInput};
 use hangar_core::tags::{TagRemoval, TagSpecification};
 
 use crate::error::ProtocolError;
@@ -54,6 +57,40 @@ pub enum Action {
         all_availability_zones: bool,
         filters: Vec<Filter>,
     },
+    DescribeSnapshots(DescribeSnapshotsInput),
+    DeleteSnapshot {
+        snapshot_id: String,
+    },
+    CopySnapshot(CopySnapshotInput),
+    CreateSnapshot {
+        volume_id: String,
+        description: Option<String>,
+        tag_specifications: Vec<TagSpecification>,
+    },
+    DescribeVolumes {
+        volume_ids: Vec<String>,
+        filters: Vec<Filter>,
+        max_results: Option<i64>,
+        next_token: Option<String>,
+    },
+    RunInstances(RunInstancesInput),
+    DescribeInstances {
+        instance_ids: Vec<String>,
+        filters: Vec<Filter>,
+        max_results: Option<i64>,
+        next_token: Option<String>,
+    },
+    StopInstances {
+        instance_ids: Vec<String>,
+    },
+    StartInstances {
+        instance_ids: Vec<String>,
+    },
+    TerminateInstances {
+        instance_ids: Vec<String>,
+    },
+    CreateImage(CreateImageInput),
+    CopyImage(CopyImageInput),
 }
 
 /// A parsed request: the action and the common `DryRun` flag.
@@ -77,6 +114,18 @@ impl Action {
             Action::DescribeTags { .. } => "DescribeTags",
             Action::DescribeRegions { .. } => "DescribeRegions",
             Action::DescribeAvailabilityZones { .. } => "DescribeAvailabilityZones",
+            Action::DescribeSnapshots(_) => "DescribeSnapshots",
+            Action::DeleteSnapshot { .. } => "DeleteSnapshot",
+            Action::CopySnapshot(_) => "CopySnapshot",
+            Action::CreateSnapshot { .. } => "CreateSnapshot",
+            Action::DescribeVolumes { .. } => "DescribeVolumes",
+            Action::RunInstances(_) => "RunInstances",
+            Action::DescribeInstances { .. } => "DescribeInstances",
+            Action::StopInstances { .. } => "StopInstances",
+            Action::StartInstances { .. } => "StartInstances",
+            Action::TerminateInstances { .. } => "TerminateInstances",
+            Action::CreateImage(_) => "CreateImage",
+            Action::CopyImage(_) => "CopyImage",
         }
     }
 }
@@ -294,6 +343,112 @@ pub fn parse(params: &Params) -> Result<Request, ProtocolError> {
             all_availability_zones: root.bool("AllAvailabilityZones")?.unwrap_or(false),
             filters: filters(&root)?,
         },
+        "DescribeSnapshots" => Action::DescribeSnapshots(DescribeSnapshotsInput {
+            snapshot_ids: root.strings("SnapshotId")?,
+            owners: root.strings("Owner")?,
+            restorable_by: root.strings("RestorableBy")?,
+            filters: filters(&root)?,
+            max_results: root.int("MaxResults")?,
+            next_token: root.string("NextToken"),
+        }),
+        "DeleteSnapshot" => Action::DeleteSnapshot {
+            snapshot_id: root.required("SnapshotId")?,
+        },
+        "CopySnapshot" => {
+            // boto3 adds these on its own for cross-region copies; within one
+            // deployment they carry nothing Hangar needs.
+            let _ = root.string("PresignedUrl");
+            let _ = root.string("DestinationRegion");
+            Action::CopySnapshot(CopySnapshotInput {
+                source_region: root.required("SourceRegion")?,
+                source_snapshot_id: root.required("SourceSnapshotId")?,
+                description: root.string("Description"),
+                encrypted: root.bool("Encrypted")?,
+                kms_key_id: root.string("KmsKeyId"),
+                tag_specifications: tag_specifications(&root)?,
+            })
+        }
+        "CreateSnapshot" => Action::CreateSnapshot {
+            volume_id: root.required("VolumeId")?,
+            description: root.string("Description"),
+            tag_specifications: tag_specifications(&root)?,
+        },
+        "DescribeVolumes" => Action::DescribeVolumes {
+            volume_ids: root.strings("VolumeId")?,
+            filters: filters(&root)?,
+            max_results: root.int("MaxResults")?,
+            next_token: root.string("NextToken"),
+        },
+        "RunInstances" => {
+            // Accepted and not modelled: networking and access settings that
+            // have no meaning without real machines.
+            for ignored in [
+                "KeyName",
+                "SubnetId",
+                "UserData",
+                "EbsOptimized",
+                "DisableApiTermination",
+                "InstanceInitiatedShutdownBehavior",
+            ] {
+                let _ = root.string(ignored);
+            }
+            let _ = root.strings("SecurityGroupId")?;
+            let _ = root.strings("SecurityGroup")?;
+            let _ = root.member("Monitoring").string("Enabled");
+            let _ = root.member("IamInstanceProfile").string("Arn");
+            let _ = root.member("IamInstanceProfile").string("Name");
+            let _ = root.member("MetadataOptions").string("HttpTokens");
+            let placement = root.member("Placement");
+            let _ = placement.string("Tenancy");
+            Action::RunInstances(RunInstancesInput {
+                image_id: root.string("ImageId"),
+                min_count: root.int("MinCount")?,
+                max_count: root.int("MaxCount")?,
+                instance_type: root.string("InstanceType"),
+                availability_zone: placement.string("AvailabilityZone"),
+                block_device_mappings: block_device_mappings(&root)?,
+                tag_specifications: tag_specifications(&root)?,
+                client_token: root.string("ClientToken"),
+            })
+        }
+        "DescribeInstances" => Action::DescribeInstances {
+            instance_ids: root.strings("InstanceId")?,
+            filters: filters(&root)?,
+            max_results: root.int("MaxResults")?,
+            next_token: root.string("NextToken"),
+        },
+        "StopInstances" => {
+            let _ = root.bool("Force")?;
+            let _ = root.bool("Hibernate")?;
+            Action::StopInstances {
+                instance_ids: root.strings("InstanceId")?,
+            }
+        }
+        "StartInstances" => Action::StartInstances {
+            instance_ids: root.strings("InstanceId")?,
+        },
+        "TerminateInstances" => Action::TerminateInstances {
+            instance_ids: root.strings("InstanceId")?,
+        },
+        "CreateImage" => Action::CreateImage(CreateImageInput {
+            instance_id: root.required("InstanceId")?,
+            name: root.string("Name"),
+            description: root.string("Description"),
+            no_reboot: root.bool("NoReboot")?.unwrap_or(false),
+            block_device_mappings: block_device_mappings(&root)?,
+            tag_specifications: tag_specifications(&root)?,
+        }),
+        "CopyImage" => Action::CopyImage(CopyImageInput {
+            source_region: root.required("SourceRegion")?,
+            source_image_id: root.required("SourceImageId")?,
+            name: root.string("Name"),
+            description: root.string("Description"),
+            copy_image_tags: root.bool("CopyImageTags")?.unwrap_or(false),
+            client_token: root.string("ClientToken"),
+            encrypted: root.bool("Encrypted")?,
+            kms_key_id: root.string("KmsKeyId"),
+            tag_specifications: tag_specifications(&root)?,
+        }),
         other => return Err(ProtocolError::InvalidAction(other.to_string())),
     };
     params.finish()?;

@@ -3,7 +3,7 @@
 //! `<Response><Errors><Error>` envelope with a `RequestID`.
 
 use hangar_auth::AuthError;
-use hangar_core::Error;
+use hangar_core::{Error, ResourceKind};
 use thiserror::Error as ThisError;
 
 use crate::xml::escape;
@@ -123,6 +123,34 @@ impl From<&Error> for WireError {
             Error::TagLimitExceeded(_) => ("TagLimitExceeded", 400),
             Error::FilterLimitExceeded(_) => ("FilterLimitExceeded", 400),
             Error::IncorrectImageState { .. } => ("IncorrectState", 400),
+            Error::MalformedId { kind, .. } => (
+                match kind {
+                    ResourceKind::Image => "InvalidAMIID.Malformed",
+                    ResourceKind::Snapshot => "InvalidSnapshotID.Malformed",
+                    ResourceKind::Volume => "InvalidVolumeID.Malformed",
+                    ResourceKind::Instance => "InvalidInstanceID.Malformed",
+                },
+                400,
+            ),
+            Error::ResourceNotFound { kind, .. } => (
+                match kind {
+                    ResourceKind::Image => "InvalidAMIID.NotFound",
+                    ResourceKind::Snapshot => "InvalidSnapshot.NotFound",
+                    ResourceKind::Volume => "InvalidVolume.NotFound",
+                    ResourceKind::Instance => "InvalidInstanceID.NotFound",
+                },
+                400,
+            ),
+            Error::SnapshotInUse { .. } => ("InvalidSnapshot.InUse", 400),
+            Error::VolumeInUse(_) => ("VolumeInUse", 400),
+            Error::IncorrectSnapshotState { .. } => ("IncorrectState", 400),
+            Error::IncorrectInstanceState { .. } => ("IncorrectInstanceState", 400),
+            Error::InvalidBlock(_) | Error::InvalidBlockToken | Error::InvalidVolumeSize(_) => {
+                ("InvalidParameterValue", 400)
+            }
+            Error::IdempotentParameterMismatch(_) => ("IdempotentParameterMismatch", 400),
+            Error::InstanceLimitExceeded(_) => ("InstanceLimitExceeded", 400),
+            Error::InvalidRegion(_) => ("InvalidParameterValue", 400),
             Error::DryRunOperation => return WireError::dry_run_operation(),
             // Internals never leak: the detail is logged by the server.
             Error::Internal(_) => return WireError::internal(),

@@ -166,5 +166,99 @@ async fn dispatch(hangar: &Hangar, caller: &Caller, request: Request) -> Result<
                 .describe_availability_zones(caller, &zone_names, &zone_ids, &filters)
                 .map(Reply::Zones),
         ),
+        Action::DescribeSnapshots(input) => read_only(
+            dry_run,
+            hangar
+                .describe_snapshots(caller, input)
+                .await
+                .map(Reply::Snapshots),
+        ),
+        Action::DeleteSnapshot { snapshot_id } => hangar
+            .delete_snapshot(caller, &snapshot_id, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::CopySnapshot(input) => {
+            let snapshot_id = hangar.copy_snapshot(caller, input, dry_run).await?;
+            let tags = hangar
+                .visible_snapshot(caller, &snapshot_id)
+                .await
+                .map(|snapshot| snapshot.tags)
+                .unwrap_or_default();
+            Ok(Reply::CopiedSnapshot { snapshot_id, tags })
+        }
+        Action::CreateSnapshot {
+            volume_id,
+            description,
+            tag_specifications,
+        } => hangar
+            .create_snapshot(
+                caller,
+                &volume_id,
+                description,
+                &tag_specifications,
+                dry_run,
+            )
+            .await
+            .map(|snapshot| Reply::Snapshot(Box::new(snapshot))),
+        Action::DescribeVolumes {
+            volume_ids,
+            filters,
+            max_results,
+            next_token,
+        } => read_only(
+            dry_run,
+            hangar
+                .describe_volumes(
+                    caller,
+                    &volume_ids,
+                    &filters,
+                    max_results,
+                    next_token.as_deref(),
+                )
+                .await
+                .map(Reply::Volumes),
+        ),
+        Action::RunInstances(input) => hangar
+            .run_instances(caller, input, dry_run)
+            .await
+            .map(Reply::Reservation),
+        Action::DescribeInstances {
+            instance_ids,
+            filters,
+            max_results,
+            next_token,
+        } => read_only(
+            dry_run,
+            hangar
+                .describe_instances(
+                    caller,
+                    &instance_ids,
+                    &filters,
+                    max_results,
+                    next_token.as_deref(),
+                )
+                .await
+                .map(Reply::Reservations),
+        ),
+        Action::StopInstances { instance_ids } => hangar
+            .stop_instances(caller, &instance_ids, dry_run)
+            .await
+            .map(Reply::StateChanges),
+        Action::StartInstances { instance_ids } => hangar
+            .start_instances(caller, &instance_ids, dry_run)
+            .await
+            .map(Reply::StateChanges),
+        Action::TerminateInstances { instance_ids } => hangar
+            .terminate_instances(caller, &instance_ids, dry_run)
+            .await
+            .map(Reply::StateChanges),
+        Action::CreateImage(input) => hangar
+            .create_image(caller, input, dry_run)
+            .await
+            .map(Reply::ImageId),
+        Action::CopyImage(input) => hangar
+            .copy_image(caller, input, dry_run)
+            .await
+            .map(Reply::ImageId),
     }
 }

@@ -5,8 +5,14 @@ use hangar_core::images::{
     DeleteSnapshotResult, DescribeImagesOutput, DescribeTagsOutput, ImageAttribute,
     ImageAttributeValue,
 };
-use hangar_core::model::{BlockDeviceMapping, Image, LaunchPermission, Tag};
+use hangar_core::instances::{
+    DescribeInstancesOutput, DescribeVolumesOutput, Reservation, StateChange,
+};
+use hangar_core::model::{
+    BlockDeviceMapping, Image, Instance, InstanceState, LaunchPermission, Snapshot, Tag, Volume,
+};
 use hangar_core::regions::{RegionInfo, ZoneInfo};
+use hangar_core::snapshots::DescribeSnapshotsOutput;
 use hangar_core::timefmt::{iso_millis, iso_seconds};
 
 use crate::xml::XmlWriter;
@@ -22,6 +28,19 @@ pub enum Reply {
     Tags(DescribeTagsOutput),
     Regions(Vec<RegionInfo>),
     Zones(Vec<ZoneInfo>),
+    Snapshots(DescribeSnapshotsOutput),
+    /// `CreateSnapshot` answers with the snapshot's fields at the top level.
+    Snapshot(Box<Snapshot>),
+    /// `CopySnapshot`: the new ID and its tags.
+    CopiedSnapshot {
+        snapshot_id: String,
+        tags: Vec<Tag>,
+    },
+    Volumes(DescribeVolumesOutput),
+    /// `RunInstances` answers with the reservation's fields at the top level.
+    Reservation(Reservation),
+    Reservations(DescribeInstancesOutput),
+    StateChanges(Vec<StateChange>),
 }
 
 pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
@@ -78,8 +97,161 @@ pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
                     .list::<String>("messageSet", &[], |_, _| {});
             });
         }
+        Reply::Snapshots(output) => {
+            xml.list("snapshotSet", &output.snapshots, write_snapshot);
+            xml.opt_text("nextToken", output.next_token.as_deref());
+        }
+        Reply::Snapshot(snapshot) => write_snapshot(&mut xml, snapshot),
+        Reply::CopiedSnapshot { snapshot_id, tags } => {
+            xml.text("snapshotId", snapshot_id);
+            write_tags(&mut xml, tags);
+        }
+        Reply::Volumes(output) => {
+            xml.list("volumeSet", &output.volumes, write_volume);
+            xml.opt_text("nextToken", output.next_token.as_deref());
+        }
+        Reply::Reservation(reservation) => write_reservation(&mut xml, reservation),
+        Reply::Reservations(output) => {
+            xml.list("reservationSet", &output.reservations, write_reservation);
+            xml.opt_text("nextToken", output.next_token.as_deref());
+        }
+        Reply::StateChanges(changes) => {
+            xml.list("instancesSet", changes, |xml, change| {
+                xml.text("instanceId", &change.instance_id);
+                write_state(xml, "currentState", change.current);
+                write_state(xml, "previousState", change.previous);
+            });
+        }
     }
     xml.finish(action)
+}
+
+fn write_snapshot(xml: &mut XmlWriter, snapshot: &Snapshot) {
+    xml.text("snapshotId", &snapshot.snapshot_id)
+        .text("volumeId", &snapshot.volume_id)
+        .text("status", snapshot.state.as_str())
+        .opt_text("statusMessage", snapshot.state_message.as_deref())
+        .text("startTime", &iso_millis(snapshot.start_ms))
+        .text("progress", &format!("{}%", snapshot.progress))
+        .text("ownerId", &snapshot.owner_id)
+        .opt_text("ownerAlias", snapshot.owner_alias.as_deref())
+        .text("description", snapshot.description.as_deref().unwrap_or(""))
+        .text("volumeSize", &snapshot.volume_size_gib.to_string())
+        .bool("encrypted", snapshot.encrypted)
+        .opt_text("kmsKeyId", snapshot.kms_key_id.as_deref())
+        .text("storageTier", "standard")
+        .opt_text(
+            "completionTime",
+            snapshot.completion_ms.map(iso_millis).as_deref(),
+        );
+    write_tags(xml, &snapshot.tags);
+}
+
+fn write_volume(xml: &mut XmlWriter, volume: &Volume) {
+    xml.text("volumeId", &volume.volume_id)
+        .text("size", &volume.size_gib.to_string())
+        .text("snapshotId", volume.snapshot_id.as_deref().unwrap_or(""))
+        .text("availabilityZone", &volume.availability_zone)
+        .text("status", volume.state.as_str())
+        .text("createTime", &iso_millis(volume.create_ms))
+        .list(
+            "attachmentSet",
+            volume.attachment.as_slice(),
+            |xml, attachment| {
+                xml.text("volumeId", &volume.volume_id)
+                    .text("instanceId", &attachment.instance_id)
+                    .text("device", &attachment.device)
+                    .text("status", "attached")
+                    .text("attachTime", &iso_millis(attachment.attach_ms))
+                    .bool("deleteOnTermination", attachment.delete_on_termination);
+            },
+        )
+        .text("volumeType", &volume.volume_type)
+        .opt_int("iops", volume.iops)
+        .opt_int("throughput", volume.throughput)
+        .bool("encrypted", volume.encrypted)
+        .bool("multiAttachEnabled", false);
+    write_tags(xml, &volume.tags);
+}
+
+fn write_state(xml: &mut XmlWriter, name: &str, state: InstanceState) {
+    xml.open(name)
+        .text("code", &state.code().to_string())
+        .text("name", state.as_str())
+        .close(name);
+}
+
+fn write_reservation(xml: &mut XmlWriter, reservation: &Reservation) {
+    xml.text("reservationId", &reservation.reservation_id)
+        .text("ownerId", &reservation.owner_id)
+        .list::<String>("groupSet", &[], |_, _| {})
+        .list("instancesSet", &reservation.instances, |xml, instance| {
+            write_instance(xml, instance, reservation.as_of_ms)
+        });
+}
+
+fn write_instance(xml: &mut XmlWriter, instance: &Instance, now_ms: i64) {
+    let state = instance.state_at(now_ms);
+    xml.text("instanceId", &instance.instance_id)
+        .text("imageId", &instance.image_id);
+    write_state(xml, "instanceState", state);
+    let private_dns = format!(
+        "ip-{}.ec2.internal",
+        instance.private_ip_address.replace('.', "-")
+    );
+    xml.text("privateDnsName", &private_dns)
+        .text("dnsName", "")
+        .text("reason", &instance.state_transition_reason)
+        .text("amiLaunchIndex", &instance.ami_launch_index.to_string())
+        .list::<String>("productCodes", &[], |_, _| {})
+        .text("instanceType", &instance.instance_type)
+        .text("launchTime", &iso_millis(instance.launch_ms))
+        .open("placement")
+        .text("availabilityZone", &instance.availability_zone)
+        .text("groupName", "")
+        .text("tenancy", "default")
+        .close("placement")
+        .open("monitoring")
+        .text("state", "disabled")
+        .close("monitoring")
+        .text("privateIpAddress", &instance.private_ip_address)
+        .list::<String>("groupSet", &[], |_, _| {})
+        .text("architecture", &instance.architecture)
+        .text("rootDeviceType", &instance.root_device_type)
+        .opt_text("rootDeviceName", instance.root_device_name.as_deref())
+        .list(
+            "blockDeviceMapping",
+            &instance.block_devices,
+            |xml, device| {
+                xml.text("deviceName", &device.device_name)
+                    .open("ebs")
+                    .text("volumeId", &device.volume_id)
+                    .text(
+                        "status",
+                        if state == InstanceState::Terminated {
+                            "detached"
+                        } else {
+                            "attached"
+                        },
+                    )
+                    .text("attachTime", &iso_millis(device.attach_ms))
+                    .bool("deleteOnTermination", device.delete_on_termination)
+                    .close("ebs");
+            },
+        )
+        .text("virtualizationType", &instance.virtualization_type)
+        .opt_text("clientToken", instance.client_token.as_deref());
+    write_tags(xml, &instance.tags);
+    if let Some(reason) = &instance.state_reason {
+        xml.open("stateReason")
+            .text("code", &reason.code)
+            .text("message", &reason.message)
+            .close("stateReason");
+    }
+    xml.text("hypervisor", &instance.hypervisor)
+        .list::<String>("networkInterfaceSet", &[], |_, _| {})
+        .bool("ebsOptimized", false)
+        .text("platformDetails", &instance.platform_details);
 }
 
 fn write_tags(xml: &mut XmlWriter, tags: &[Tag]) {

@@ -2,8 +2,9 @@
 //!
 //! [`run_all`] runs every check in turn; each check is also public so a test
 //! can run one alone. A check panics, naming what went wrong, on the first
-//! deviation. Checks use fresh image IDs, accounts and regions, so they can
-//! run against a store that holds other data, with one exception:
+//! deviation. Checks use fresh IDs, accounts, regions, block hashes and
+//! client-token scopes, so they can run against a store that holds other
+//! data (and side by side), with one exception:
 //! [`check_reset`] empties the whole store, so don't run it (or `run_all`)
 //! concurrently with anything else using the same store.
 //!
@@ -21,12 +22,31 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hangar_core::model::{
     BlockDeviceMapping, DeregistrationProtection, EbsBlockDevice, Image, ImageState,
-    LaunchPermission, StateReason, Tag,
+    LaunchPermission, StateReason, Tag, Task, TaskState,
 };
-use hangar_core::repo::{ImageListQuery, MetaStore, StoreError};
+use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
+
+mod blocks;
+mod records;
+mod tokens;
+
+pub use blocks::{
+    check_block_map_entries, check_copy_blocks, check_merge_blocks, check_referenced_hashes,
+};
+pub use records::{
+    bare_instance, bare_snapshot, bare_task, bare_volume, check_insert_image_with_task,
+    check_instance_listing, check_instance_revisions, check_instance_roundtrip,
+    check_snapshot_delete, check_snapshot_listing, check_snapshot_revisions,
+    check_snapshot_roundtrip, check_task_revisions, check_task_roundtrip, check_unfinished_tasks,
+    check_volume_delete, check_volume_listing, check_volume_revisions, check_volume_roundtrip,
+    fresh_instance_id, fresh_snapshot_id, fresh_task_id, fresh_volume_id, sample_instance,
+    sample_snapshot, sample_task, sample_volume,
+};
+pub use tokens::check_claim_client_token;
 
 /// Runs every check, in order; [`check_reset`] last.
 pub async fn run_all(store: &dyn MetaStore) {
+    // Images.
     check_roundtrip(store).await;
     check_get_unknown(store).await;
     check_duplicate_id(store).await;
@@ -37,6 +57,28 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_list_images(store).await;
     check_get_images(store).await;
     check_upsert(store).await;
+    check_insert_image_with_task(store).await;
+    // Snapshots, volumes, instances, tasks.
+    check_snapshot_roundtrip(store).await;
+    check_snapshot_revisions(store).await;
+    check_snapshot_listing(store).await;
+    check_snapshot_delete(store).await;
+    check_volume_roundtrip(store).await;
+    check_volume_revisions(store).await;
+    check_volume_listing(store).await;
+    check_volume_delete(store).await;
+    check_instance_roundtrip(store).await;
+    check_instance_revisions(store).await;
+    check_instance_listing(store).await;
+    check_task_roundtrip(store).await;
+    check_task_revisions(store).await;
+    check_unfinished_tasks(store).await;
+    // Block maps and client tokens.
+    check_block_map_entries(store).await;
+    check_copy_blocks(store).await;
+    check_merge_blocks(store).await;
+    check_referenced_hashes(store).await;
+    check_claim_client_token(store).await;
     check_reset(store).await;
 }
 
@@ -173,6 +215,16 @@ pub fn fresh_account() -> String {
 /// A region name no check has used (the store treats regions as opaque).
 pub fn fresh_region() -> String {
     format!("cf-{:x}-1", unique())
+}
+
+/// `count` block hashes (64 hex digits), in ascending order, sharing a
+/// 16-digit prefix that no other call returns: so no other check's hash
+/// sorts between them.
+pub fn hashes_with_fresh_prefix(count: usize) -> Vec<String> {
+    let prefix = unique();
+    (0..count)
+        .map(|n| format!("{prefix:016x}{:048x}", n + 1))
+        .collect()
 }
 
 /// An image inserted with every optional field set stores and reads back
@@ -768,7 +820,8 @@ pub async fn check_upsert(store: &dyn MetaStore) {
     );
 }
 
-/// `reset` removes every record; the store is usable afterwards.
+/// `reset` removes every record of every kind, every block map and every
+/// client token; the store is usable afterwards.
 pub async fn check_reset(store: &dyn MetaStore) {
     let region = fresh_region();
     let owner = fresh_account();
@@ -781,7 +834,31 @@ pub async fn check_reset(store: &dyn MetaStore) {
             "insert an image to reset away",
         );
     }
+    let snapshot = sample_snapshot(&fresh_snapshot_id(), &region, &owner);
+    let volume = sample_volume(&fresh_volume_id(), &region, &owner);
+    let instance = sample_instance(&fresh_instance_id(), &region, &owner);
+    let task = sample_task(&fresh_task_id(), &region, &owner, &images[0].image_id);
+    ok(store.insert_snapshot(&snapshot).await, "insert a snapshot");
+    ok(store.insert_volume(&volume).await, "insert a volume");
+    ok(store.insert_instance(&instance).await, "insert an instance");
+    ok(store.insert_task(&task).await, "insert a task");
+    let hashes = hashes_with_fresh_prefix(2);
+    for map_id in [&snapshot.snapshot_id, &volume.volume_id] {
+        ok(store.put_block(map_id, 0, &hashes[0]).await, "put a block");
+        ok(store.put_block(map_id, 1, ZERO_BLOCK).await, "put a block");
+    }
+    ok(
+        store.put_block("orphan-map", 0, &hashes[1]).await,
+        "put a block in a map without a record",
+    );
+    let scope = format!("reset-{:x}", unique());
+    ok(
+        store.claim_client_token(&scope, "t", "before", "r").await,
+        "claim a token",
+    );
+
     ok(store.reset().await, "reset");
+
     for image in &images {
         let got = ok(store.get_image(&image.image_id).await, "get after reset");
         assert_eq!(
@@ -803,6 +880,40 @@ pub async fn check_reset(store: &dyn MetaStore) {
         listed.is_empty(),
         "conformance: reset must leave nothing to list"
     );
+    let everywhere = RecordQuery::default();
+    let snapshots = ok(store.list_snapshots(&everywhere).await, "list snapshots");
+    let volumes = ok(store.list_volumes(&everywhere).await, "list volumes");
+    let instances = ok(store.list_instances(&everywhere).await, "list instances");
+    let tasks = ok(store.list_unfinished_tasks().await, "list tasks");
+    assert!(
+        snapshots.is_empty() && volumes.is_empty() && instances.is_empty() && tasks.is_empty(),
+        "conformance: reset must remove every snapshot, volume, instance and task"
+    );
+    assert_eq!(
+        ok(store.get_task(&task.task_id).await, "get the task"),
+        None,
+        "conformance: reset must remove every task"
+    );
+    for map_id in [&snapshot.snapshot_id, &volume.volume_id, "orphan-map"] {
+        assert_eq!(
+            ok(store.count_blocks(map_id).await, "count a map after reset"),
+            0,
+            "conformance: reset must remove every block map"
+        );
+    }
+    assert!(
+        ok(store.referenced_hashes(None, 10).await, "list hashes").is_empty(),
+        "conformance: after a reset no hash is referenced"
+    );
+    assert_eq!(
+        ok(
+            store.claim_client_token(&scope, "t", "after", "r").await,
+            "claim the token again"
+        ),
+        None,
+        "conformance: reset must forget client tokens"
+    );
+
     ok(
         store.insert_image(&images[0]).await,
         "insert the same image again after reset",
@@ -811,6 +922,16 @@ pub async fn check_reset(store: &dyn MetaStore) {
     assert_eq!(
         got.as_ref(),
         Some(&images[0]),
+        "conformance: the store must work after a reset"
+    );
+    let queued = Task {
+        state: TaskState::Queued,
+        ..task
+    };
+    ok(store.insert_task(&queued).await, "insert the task again");
+    assert_eq!(
+        ok(store.list_unfinished_tasks().await, "list tasks"),
+        vec![queued],
         "conformance: the store must work after a reset"
     );
 }

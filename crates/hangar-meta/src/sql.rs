@@ -1,9 +1,12 @@
-//! Query text shared by the engines. Portable SQL only: `$n` placeholders,
-//! `BIGINT`/`TEXT`, `ON CONFLICT DO NOTHING` (SQLite 3.24+, PostgreSQL 9.5+).
+//! Query text shared by the engines, and the mapping between records and
+//! rows. Portable SQL only: `$n` placeholders, `BIGINT`/`TEXT`,
+//! `ON CONFLICT ... DO NOTHING / DO UPDATE` (SQLite 3.24+, PostgreSQL 9.5+).
 //! Every statement reads or writes whole rows in the column order below.
 
-use hangar_core::model::Image;
-use hangar_core::repo::ImageListQuery;
+use hangar_core::model::{Image, Instance, Snapshot, Task, TaskState, Volume};
+use hangar_core::repo::{ImageListQuery, RecordQuery};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The most values bound in one `IN (...)` list. SQLite's default limit on
 /// host parameters is 32766 (999 before 3.32), PostgreSQL's 65535.
@@ -38,7 +41,12 @@ pub(crate) const SELECT_LIVE_NAME_HOLDER: &str = "SELECT image_id FROM images \
      AND image_id <> $4 \
      ORDER BY image_id LIMIT 1";
 
-pub(crate) const DELETE_ALL: &str = "DELETE FROM images";
+/// What `reset` runs, in one transaction.
+pub(crate) const DELETE_ALL: [&str; 4] = [
+    "DELETE FROM images",
+    "DELETE FROM records",
+    "DELETE FROM block_maps",
+];
 
 /// The indexed columns of an image plus its serialized form, ready to bind.
 #[derive(Debug, Clone)]
@@ -146,6 +154,328 @@ pub(crate) fn list_images(query: &ImageListQuery) -> Option<(String, Vec<&str>)>
     Some((sql, binds))
 }
 
+// ---------------------------------------------------------------------------
+// Document records: snapshots, volumes, instances, tasks, in `records`.
+
+/// A record kept in the `records` table: its kind and the fields copied into
+/// columns. The engines handle every kind through this one trait.
+pub(crate) trait Record:
+    Serialize + DeserializeOwned + Clone + Send + Sync + 'static
+{
+    /// The `kind` column, and the word naming the record in errors.
+    const KIND: &'static str;
+    /// The version of the stored form (`Snapshot::RECORD_VERSION`, ...).
+    const RECORD_VERSION: i64;
+    fn id(&self) -> &str;
+    fn region(&self) -> &str;
+    fn owner_id(&self) -> &str;
+    fn state(&self) -> &'static str;
+    /// When the record came to be; listings of tasks order by it.
+    fn created_ms(&self) -> i64;
+    fn revision(&self) -> i64;
+    fn set_revision(&mut self, revision: i64);
+}
+
+impl Record for Snapshot {
+    const KIND: &'static str = "snapshot";
+    const RECORD_VERSION: i64 = Snapshot::RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.snapshot_id
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+    fn state(&self) -> &'static str {
+        self.state.as_str()
+    }
+    fn created_ms(&self) -> i64 {
+        self.start_ms
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+    fn set_revision(&mut self, revision: i64) {
+        self.revision = revision;
+    }
+}
+
+impl Record for Volume {
+    const KIND: &'static str = "volume";
+    const RECORD_VERSION: i64 = Volume::RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.volume_id
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+    fn state(&self) -> &'static str {
+        self.state.as_str()
+    }
+    fn created_ms(&self) -> i64 {
+        self.create_ms
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+    fn set_revision(&mut self, revision: i64) {
+        self.revision = revision;
+    }
+}
+
+impl Record for Instance {
+    const KIND: &'static str = "instance";
+    const RECORD_VERSION: i64 = Instance::RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.instance_id
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+    /// The stored state, not the one in effect now (see `Instance::state_at`).
+    fn state(&self) -> &'static str {
+        self.state.as_str()
+    }
+    fn created_ms(&self) -> i64 {
+        self.launch_ms
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+    fn set_revision(&mut self, revision: i64) {
+        self.revision = revision;
+    }
+}
+
+impl Record for Task {
+    const KIND: &'static str = "task";
+    const RECORD_VERSION: i64 = Task::RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.task_id
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+    fn state(&self) -> &'static str {
+        task_state_word(self.state)
+    }
+    fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+    fn set_revision(&mut self, revision: i64) {
+        self.revision = revision;
+    }
+}
+
+/// The `state` column of a task (the word serde writes, too).
+pub(crate) fn task_state_word(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "queued",
+        TaskState::Running => "running",
+        TaskState::Completed => "completed",
+        TaskState::Failed => "failed",
+    }
+}
+
+/// The task states `list_unfinished_tasks` returns.
+pub(crate) const UNFINISHED_TASK_STATES: [TaskState; 2] = [TaskState::Queued, TaskState::Running];
+
+/// Columns a read of `records` returns, in this order.
+const RECORD_READ_COLUMNS: &str = "id, revision, record_version, doc";
+
+/// Inserts a row, or does nothing when the kind and ID exist.
+/// Binds: the nine columns of [`RecordRow`] in declaration order.
+pub(crate) const INSERT_RECORD: &str = "INSERT INTO records \
+     (kind, id, region, owner_id, state, created_ms, revision, record_version, doc) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (kind, id) DO NOTHING";
+
+/// Replaces a row whose revision is still `$10`. Binds: the nine columns of
+/// [`RecordRow`] (its `revision` is the new one), then the expected revision.
+pub(crate) const UPDATE_RECORD: &str = "UPDATE records SET \
+     region = $3, owner_id = $4, state = $5, created_ms = $6, \
+     revision = $7, record_version = $8, doc = $9 \
+     WHERE kind = $1 AND id = $2 AND revision = $10";
+
+/// Binds: kind, ID.
+pub(crate) const SELECT_RECORD: &str =
+    "SELECT id, revision, record_version, doc FROM records WHERE kind = $1 AND id = $2";
+
+/// Binds: kind, ID.
+pub(crate) const DELETE_RECORD: &str = "DELETE FROM records WHERE kind = $1 AND id = $2";
+
+/// The indexed columns of a record plus its serialized form, ready to bind.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordRow {
+    pub kind: &'static str,
+    pub id: String,
+    pub region: String,
+    pub owner_id: String,
+    pub state: &'static str,
+    pub created_ms: i64,
+    pub revision: i64,
+    pub record_version: i64,
+    pub doc: String,
+}
+
+impl RecordRow {
+    /// The row for `record` stored at `revision` (the stored document carries
+    /// that revision too, so a later read returns it).
+    pub(crate) fn new<T: Record>(record: &T, revision: i64) -> Result<Self, String> {
+        let doc = if record.revision() == revision {
+            serde_json::to_string(record)
+        } else {
+            let mut stored = record.clone();
+            stored.set_revision(revision);
+            serde_json::to_string(&stored)
+        }
+        .map_err(|error| format!("cannot serialize {} {}: {error}", T::KIND, record.id()))?;
+        Ok(Self {
+            kind: T::KIND,
+            id: record.id().to_owned(),
+            region: record.region().to_owned(),
+            owner_id: record.owner_id().to_owned(),
+            state: record.state(),
+            created_ms: record.created_ms(),
+            revision,
+            record_version: T::RECORD_VERSION,
+            doc,
+        })
+    }
+}
+
+/// Turns a stored row back into a record, refusing a document format this
+/// build does not know. The `revision` column wins over the document's copy.
+pub(crate) fn decode_record<T: Record>(
+    id: &str,
+    revision: i64,
+    record_version: i64,
+    doc: &str,
+) -> Result<T, String> {
+    let kind = T::KIND;
+    if record_version != T::RECORD_VERSION {
+        return Err(format!(
+            "{kind} {id} is stored with record version {record_version}; \
+             this build reads record version {}",
+            T::RECORD_VERSION
+        ));
+    }
+    let mut record: T = serde_json::from_str(doc)
+        .map_err(|error| format!("{kind} {id} has an unreadable record: {error}"))?;
+    record.set_revision(revision);
+    Ok(record)
+}
+
+/// A listing of one kind of record and the values to bind to it, in order;
+/// `None` when the query cannot match anything (an empty `IN` list).
+pub(crate) fn list_records<'a>(
+    kind: &'a str,
+    query: &'a RecordQuery,
+) -> Option<(String, Vec<&'a str>)> {
+    let mut sql = format!("SELECT {RECORD_READ_COLUMNS} FROM records WHERE kind = $1");
+    let mut binds = vec![kind];
+    if let Some(region) = &query.region {
+        binds.push(region);
+        sql.push_str(&format!(" AND region = ${}", binds.len()));
+    }
+    if let Some(owner_ids) = &query.owner_ids {
+        if owner_ids.is_empty() {
+            return None;
+        }
+        sql.push_str(&format!(
+            " AND owner_id IN ({})",
+            placeholders(binds.len() + 1, owner_ids.len())
+        ));
+        binds.extend(owner_ids.iter().map(String::as_str));
+    }
+    sql.push_str(" ORDER BY id");
+    Some((sql, binds))
+}
+
+/// Records of one kind in any of `states`, oldest first (ties by ID).
+/// Binds: kind, then the states.
+pub(crate) fn select_records_in_states(states: usize) -> String {
+    format!(
+        "SELECT {RECORD_READ_COLUMNS} FROM records WHERE kind = $1 AND state IN ({}) \
+         ORDER BY created_ms, id",
+        placeholders(2, states)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Block maps.
+
+/// Sets one entry. Binds: map ID, index, hash.
+pub(crate) const PUT_BLOCK: &str = "INSERT INTO block_maps (map_id, block_index, hash) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (map_id, block_index) DO UPDATE SET hash = excluded.hash";
+
+/// Binds: map ID, index.
+pub(crate) const SELECT_BLOCK: &str =
+    "SELECT hash FROM block_maps WHERE map_id = $1 AND block_index = $2";
+
+/// One page of a map. Binds: map ID, first index, limit.
+pub(crate) const LIST_BLOCKS: &str = "SELECT block_index, hash FROM block_maps \
+     WHERE map_id = $1 AND block_index >= $2 \
+     ORDER BY block_index LIMIT $3";
+
+/// Binds: map ID.
+pub(crate) const COUNT_BLOCKS: &str = "SELECT COUNT(*) FROM block_maps WHERE map_id = $1";
+
+/// Binds: map ID.
+pub(crate) const DELETE_BLOCKS: &str = "DELETE FROM block_maps WHERE map_id = $1";
+
+/// Copies every entry of `$1` into `$2`, which must be empty (the engine
+/// deletes it first, in the same transaction). Binds: from, to.
+pub(crate) const COPY_BLOCKS: &str = "INSERT INTO block_maps (map_id, block_index, hash) \
+     SELECT $2, block_index, hash FROM block_maps WHERE map_id = $1";
+
+/// Copies every entry of `$1` whose index `$2` lacks into `$2`. (SQLite
+/// needs the `WHERE` for `INSERT ... SELECT ... ON CONFLICT` to parse.)
+/// Binds: base, into.
+pub(crate) const MERGE_BLOCKS: &str = "INSERT INTO block_maps (map_id, block_index, hash) \
+     SELECT $2, block_index, hash FROM block_maps WHERE map_id = $1 \
+     ON CONFLICT (map_id, block_index) DO NOTHING";
+
+/// One page of the distinct hashes any map references, zero blocks left
+/// out. Binds: the hash to start after (`''` for the first page), the zero
+/// block's word, limit. (PostgreSQL needs byte order on `hash`: `COLLATE "C"`.)
+pub(crate) const REFERENCED_HASHES: &str = "SELECT DISTINCT hash FROM block_maps \
+     WHERE hash > $1 AND hash <> $2 \
+     ORDER BY hash LIMIT $3";
+
+// ---------------------------------------------------------------------------
+// Client tokens.
+
+/// Records a token unless its scope already has it.
+/// Binds: scope, token, fingerprint, result, created_ms.
+pub(crate) const CLAIM_CLIENT_TOKEN: &str = "INSERT INTO client_tokens \
+     (scope, token, fingerprint, result, created_ms) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (scope, token) DO NOTHING";
+
+/// Binds: scope, token.
+pub(crate) const SELECT_CLIENT_TOKEN: &str =
+    "SELECT fingerprint, result FROM client_tokens WHERE scope = $1 AND token = $2";
+
+/// Binds a `LIMIT`: SQL wants a signed 64-bit count.
+pub(crate) fn limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +522,101 @@ mod tests {
             ..ImageListQuery::default()
         };
         assert!(list_images(&query).is_none());
+    }
+
+    /// The `state` column of tasks holds the words serde writes.
+    #[test]
+    fn task_state_words_match_serde() {
+        for state in [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Completed,
+            TaskState::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_value(state).expect("serialize"),
+                serde_json::Value::from(task_state_word(state))
+            );
+            assert_eq!(
+                UNFINISHED_TASK_STATES.contains(&state),
+                !state.is_finished()
+            );
+        }
+    }
+
+    #[test]
+    fn record_listing_binds_in_placeholder_order() {
+        let query = RecordQuery {
+            region: Some("r".into()),
+            owner_ids: Some(vec!["a".into(), "b".into()]),
+        };
+        let (sql, binds) = list_records("volume", &query).expect("some");
+        assert_eq!(
+            sql,
+            "SELECT id, revision, record_version, doc FROM records WHERE kind = $1 \
+             AND region = $2 AND owner_id IN ($3, $4) ORDER BY id"
+        );
+        assert_eq!(binds, ["volume", "r", "a", "b"]);
+
+        let query = RecordQuery {
+            region: None,
+            owner_ids: Some(vec!["a".into()]),
+        };
+        let (sql, binds) = list_records("snapshot", &query).expect("some");
+        assert!(sql.ends_with("WHERE kind = $1 AND owner_id IN ($2) ORDER BY id"));
+        assert_eq!(binds, ["snapshot", "a"]);
+
+        let query = RecordQuery {
+            region: Some("r".into()),
+            owner_ids: Some(vec![]),
+        };
+        assert!(list_records("instance", &query).is_none());
+    }
+
+    #[test]
+    fn record_rows_carry_the_stored_revision() {
+        let task = Task {
+            task_id: "task-1".into(),
+            region: "r".into(),
+            owner_id: "o".into(),
+            state: TaskState::Running,
+            work: hangar_core::model::TaskWork::BuildImage {
+                image_id: "ami-1".into(),
+                snapshots: vec![],
+                snapshot_tags: vec![],
+                description: None,
+            },
+            progress: 5,
+            created_ms: 42,
+            updated_ms: 43,
+            attempts: 1,
+            failure_reason: None,
+            revision: 3,
+        };
+        let row = RecordRow::new(&task, 4).expect("row");
+        assert_eq!(
+            (
+                row.kind,
+                row.id.as_str(),
+                row.state,
+                row.created_ms,
+                row.revision
+            ),
+            ("task", "task-1", "running", 42, 4)
+        );
+        let stored: Task = serde_json::from_str(&row.doc).expect("doc");
+        assert_eq!(stored.revision, 4, "the document carries the new revision");
+        // The column wins over the document.
+        let read: Task = decode_record("task-1", 9, Task::RECORD_VERSION, &row.doc).expect("read");
+        assert_eq!(
+            read,
+            Task {
+                revision: 9,
+                ..task
+            }
+        );
+        let refused = decode_record::<Task>("task-1", 9, 99, &row.doc).expect_err("refused");
+        assert!(refused.contains("99"), "{refused}");
     }
 
     #[test]

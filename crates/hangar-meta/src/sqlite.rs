@@ -2,20 +2,23 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use hangar_core::model::Image;
-use hangar_core::repo::{ImageListQuery, MetaStore, StoreError};
+use hangar_core::model::{Image, Instance, Snapshot, Task, Volume};
+use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row, Transaction};
 
-use crate::sql::{self, ImageRow};
+use crate::sql::{self, ImageRow, Record, RecordRow};
+
+/// A statement with its arguments still to bind.
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// The versioned schema, embedded at build time.
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -149,17 +152,7 @@ impl SqliteStore {
     }
 
     async fn insert_row(&self, row: &ImageRow) -> Result<bool, StoreError> {
-        let result = sqlx::query(sql::INSERT_IMAGE)
-            .bind(&row.image_id)
-            .bind(&row.region)
-            .bind(&row.owner_id)
-            .bind(&row.owner_alias)
-            .bind(&row.name)
-            .bind(row.state)
-            .bind(row.created_ms)
-            .bind(row.revision)
-            .bind(row.record_version)
-            .bind(&row.doc)
+        let result = bind_image_row(sqlx::query(sql::INSERT_IMAGE), row)
             .execute(&self.writer)
             .await
             .map_err(|error| backend("insert", &row.image_id, error))?;
@@ -169,17 +162,7 @@ impl SqliteStore {
     /// Replaces the row if its revision is still `expected`. `Ok(false)`:
     /// gone or changed. Unique violations come back as `Err(None)`.
     async fn update_row(&self, row: &ImageRow, expected: i64) -> Result<bool, Option<StoreError>> {
-        let result = sqlx::query(sql::UPDATE_IMAGE)
-            .bind(&row.image_id)
-            .bind(&row.region)
-            .bind(&row.owner_id)
-            .bind(&row.owner_alias)
-            .bind(&row.name)
-            .bind(row.state)
-            .bind(row.created_ms)
-            .bind(row.revision)
-            .bind(row.record_version)
-            .bind(&row.doc)
+        let result = bind_image_row(sqlx::query(sql::UPDATE_IMAGE), row)
             .bind(expected)
             .execute(&self.writer)
             .await;
@@ -200,7 +183,8 @@ impl SqliteStore {
             .await
             .map_err(|error| backend("read", image_id, error))?;
         row.map(|row| {
-            let column = |name| column_error(image_id, name);
+            let subject = format!("image {image_id}");
+            let column = |name| column_error(&subject, name);
             Ok((
                 row.try_get("revision").map_err(column("revision"))?,
                 row.try_get("record_version")
@@ -257,7 +241,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn update_image(&self, image: &Image) -> Result<i64, StoreError> {
-        let new_revision = next_revision(image.revision, &image.image_id)?;
+        let new_revision = next_revision(image.revision, &format!("image {}", image.image_id))?;
         let row = image_row(image, new_revision)?;
         for _ in 0..WRITE_ATTEMPTS {
             match self.update_row(&row, image.revision).await {
@@ -302,7 +286,8 @@ impl MetaStore for SqliteStore {
                     }
                     // Revisions never go back: past the stored one, or the caller's if higher.
                     let new_revision =
-                        next_revision(stored_revision, &image.image_id)?.max(image.revision);
+                        next_revision(stored_revision, &format!("image {}", image.image_id))?
+                            .max(image.revision);
                     let row = image_row(image, new_revision)?;
                     match self.update_row(&row, stored_revision).await {
                         Ok(true) => return Ok(()),
@@ -371,30 +356,458 @@ impl MetaStore for SqliteStore {
     }
 
     async fn reset(&self) -> Result<(), StoreError> {
-        sqlx::query(sql::DELETE_ALL)
-            .execute(&self.writer)
-            .await
-            .map_err(|error| backend("reset", "all images", error))?;
+        let subject = "every record";
+        let mut tx = self.begin("reset", subject).await?;
+        for statement in sql::DELETE_ALL {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(|error| backend("reset", subject, error))?;
+        }
+        commit(tx, "reset", subject).await?;
         tracing::info!("metadata store reset");
         Ok(())
     }
+
+    async fn insert_image_with_task(&self, image: &Image, task: &Task) -> Result<(), StoreError> {
+        let image_row = image_row(image, image.revision)?;
+        let task_row = record_row(task, task.revision)?;
+        let subject = format!("image {} with task {}", image.image_id, task.task_id);
+        let failed = |error: sqlx::Error| backend("insert", &subject, error);
+        let mut tx = self.begin("insert", &subject).await?;
+        let inserted = bind_image_row(sqlx::query(sql::INSERT_IMAGE), &image_row)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if inserted.rows_affected() != 1 {
+            // The transaction holds the write lock since the insert, so the
+            // row it collided with is still there to be named.
+            let refusal = image_refusal(&mut tx, &image_row).await?;
+            rollback(tx).await;
+            return Err(refusal);
+        }
+        let inserted = bind_record_row(sqlx::query(sql::INSERT_RECORD), &task_row)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if inserted.rows_affected() != 1 {
+            rollback(tx).await;
+            return Err(StoreError::DuplicateId(task_row.id));
+        }
+        commit(tx, "insert", &subject).await
+    }
+
+    async fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.insert_record(snapshot).await
+    }
+    async fn update_snapshot(&self, snapshot: &Snapshot) -> Result<i64, StoreError> {
+        self.update_record(snapshot).await
+    }
+    async fn get_snapshot(&self, snapshot_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        self.get_record(snapshot_id).await
+    }
+    async fn list_snapshots(&self, query: &RecordQuery) -> Result<Vec<Snapshot>, StoreError> {
+        self.list_records(query).await
+    }
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
+        self.delete_record_and_map::<Snapshot>(snapshot_id).await
+    }
+
+    async fn insert_volume(&self, volume: &Volume) -> Result<(), StoreError> {
+        self.insert_record(volume).await
+    }
+    async fn update_volume(&self, volume: &Volume) -> Result<i64, StoreError> {
+        self.update_record(volume).await
+    }
+    async fn get_volume(&self, volume_id: &str) -> Result<Option<Volume>, StoreError> {
+        self.get_record(volume_id).await
+    }
+    async fn list_volumes(&self, query: &RecordQuery) -> Result<Vec<Volume>, StoreError> {
+        self.list_records(query).await
+    }
+    async fn delete_volume(&self, volume_id: &str) -> Result<bool, StoreError> {
+        self.delete_record_and_map::<Volume>(volume_id).await
+    }
+
+    async fn insert_instance(&self, instance: &Instance) -> Result<(), StoreError> {
+        self.insert_record(instance).await
+    }
+    async fn update_instance(&self, instance: &Instance) -> Result<i64, StoreError> {
+        self.update_record(instance).await
+    }
+    async fn get_instance(&self, instance_id: &str) -> Result<Option<Instance>, StoreError> {
+        self.get_record(instance_id).await
+    }
+    async fn list_instances(&self, query: &RecordQuery) -> Result<Vec<Instance>, StoreError> {
+        self.list_records(query).await
+    }
+
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.insert_record(task).await
+    }
+    async fn update_task(&self, task: &Task) -> Result<i64, StoreError> {
+        self.update_record(task).await
+    }
+    async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
+        self.get_record(task_id).await
+    }
+
+    async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let text = sql::select_records_in_states(sql::UNFINISHED_TASK_STATES.len());
+        let mut statement = sqlx::query(AssertSqlSafe(text)).bind(<Task as Record>::KIND);
+        for state in sql::UNFINISHED_TASK_STATES {
+            statement = statement.bind(sql::task_state_word(state));
+        }
+        let rows = statement
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", "unfinished tasks", error))?;
+        rows.iter().map(decode_record_row).collect()
+    }
+
+    async fn put_block(&self, map_id: &str, index: i64, hash: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::PUT_BLOCK)
+            .bind(map_id)
+            .bind(index)
+            .bind(hash)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("write", &format!("block {index} of {map_id}"), error))?;
+        Ok(())
+    }
+
+    async fn get_block(&self, map_id: &str, index: i64) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(sql::SELECT_BLOCK)
+            .bind(map_id)
+            .bind(index)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| backend("read", &format!("block {index} of {map_id}"), error))
+    }
+
+    async fn list_blocks(
+        &self,
+        map_id: &str,
+        start_index: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as(sql::LIST_BLOCKS)
+            .bind(map_id)
+            .bind(start_index)
+            .bind(sql::limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", &format!("block map {map_id}"), error))
+    }
+
+    async fn count_blocks(&self, map_id: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(sql::COUNT_BLOCKS)
+            .bind(map_id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|error| backend("count", &format!("block map {map_id}"), error))
+    }
+
+    async fn copy_blocks(&self, from: &str, to: &str) -> Result<i64, StoreError> {
+        if from == to {
+            // Already an exact copy of itself; deleting first would empty it.
+            return self.count_blocks(from).await;
+        }
+        let subject = format!("block map {from} to {to}");
+        let failed = |error: sqlx::Error| backend("copy", &subject, error);
+        let mut tx = self.begin("copy", &subject).await?;
+        sqlx::query(sql::DELETE_BLOCKS)
+            .bind(to)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let copied = sqlx::query(sql::COPY_BLOCKS)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?
+            .rows_affected();
+        commit(tx, "copy", &subject).await?;
+        i64::try_from(copied)
+            .map_err(|_| StoreError::Backend(format!("{subject}: {copied} rows copied")))
+    }
+
+    async fn merge_blocks(&self, base: &str, into: &str) -> Result<(), StoreError> {
+        if base == into {
+            return Ok(());
+        }
+        // One statement, so one (implicit) transaction.
+        sqlx::query(sql::MERGE_BLOCKS)
+            .bind(base)
+            .bind(into)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("merge", &format!("block map {base} into {into}"), error))?;
+        Ok(())
+    }
+
+    async fn delete_blocks(&self, map_id: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::DELETE_BLOCKS)
+            .bind(map_id)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("delete", &format!("block map {map_id}"), error))?;
+        Ok(())
+    }
+
+    async fn referenced_hashes(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(sql::REFERENCED_HASHES)
+            .bind(after.unwrap_or(""))
+            .bind(ZERO_BLOCK)
+            .bind(sql::limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", "referenced block hashes", error))
+    }
+
+    async fn claim_client_token(
+        &self,
+        scope: &str,
+        token: &str,
+        fingerprint: &str,
+        result: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let subject = format!("client token {token} in {scope}");
+        for _ in 0..WRITE_ATTEMPTS {
+            let claimed = sqlx::query(sql::CLAIM_CLIENT_TOKEN)
+                .bind(scope)
+                .bind(token)
+                .bind(fingerprint)
+                .bind(result)
+                .bind(now_ms())
+                .execute(&self.writer)
+                .await
+                .map_err(|error| backend("claim", &subject, error))?;
+            if claimed.rows_affected() == 1 {
+                return Ok(None);
+            }
+            let first: Option<(String, String)> = sqlx::query_as(sql::SELECT_CLIENT_TOKEN)
+                .bind(scope)
+                .bind(token)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(|error| backend("read", &subject, error))?;
+            if first.is_some() {
+                return Ok(first);
+            }
+            // Claimed, then removed (a reset) before it could be read: try again.
+        }
+        Err(gave_up("claim", &subject))
+    }
+}
+
+/// The engine behind every kind of document record, and transactions.
+impl SqliteStore {
+    async fn insert_record<T: Record>(&self, record: &T) -> Result<(), StoreError> {
+        let row = record_row(record, record.revision())?;
+        let inserted = bind_record_row(sqlx::query(sql::INSERT_RECORD), &row)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("insert", &subject_of::<T>(&row.id), error))?;
+        if inserted.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::DuplicateId(row.id))
+        }
+    }
+
+    /// Replaces the record if its stored revision is still `record`'s, and
+    /// stores it with the next one.
+    async fn update_record<T: Record>(&self, record: &T) -> Result<i64, StoreError> {
+        let subject = subject_of::<T>(record.id());
+        let new_revision = next_revision(record.revision(), &subject)?;
+        let row = record_row(record, new_revision)?;
+        let updated = bind_record_row(sqlx::query(sql::UPDATE_RECORD), &row)
+            .bind(record.revision())
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("update", &subject, error))?;
+        if updated.rows_affected() == 1 {
+            Ok(new_revision)
+        } else {
+            Err(StoreError::Conflict(row.id))
+        }
+    }
+
+    async fn get_record<T: Record>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        let row = sqlx::query(sql::SELECT_RECORD)
+            .bind(T::KIND)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| backend("read", &subject_of::<T>(id), error))?;
+        row.as_ref().map(decode_record_row).transpose()
+    }
+
+    async fn list_records<T: Record>(&self, query: &RecordQuery) -> Result<Vec<T>, StoreError> {
+        let Some((text, binds)) = sql::list_records(T::KIND, query) else {
+            return Ok(Vec::new());
+        };
+        let mut statement = sqlx::query(AssertSqlSafe(text));
+        for value in binds {
+            statement = statement.bind(value);
+        }
+        let rows = statement
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", &format!("{}s", T::KIND), error))?;
+        rows.iter().map(decode_record_row).collect()
+    }
+
+    /// Deletes the record and the block map under its ID, in one
+    /// transaction. The map goes even when the record was already gone.
+    async fn delete_record_and_map<T: Record>(&self, id: &str) -> Result<bool, StoreError> {
+        let subject = subject_of::<T>(id);
+        let failed = |error: sqlx::Error| backend("delete", &subject, error);
+        let mut tx = self.begin("delete", &subject).await?;
+        let deleted = sqlx::query(sql::DELETE_RECORD)
+            .bind(T::KIND)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?
+            .rows_affected();
+        sqlx::query(sql::DELETE_BLOCKS)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        commit(tx, "delete", &subject).await?;
+        Ok(deleted == 1)
+    }
+
+    /// A transaction on the writer connection. SQLite's `BEGIN` is deferred:
+    /// every transaction here starts with a write, which takes the lock.
+    async fn begin(
+        &self,
+        operation: &str,
+        subject: &str,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.writer
+            .begin()
+            .await
+            .map_err(|error| backend(operation, subject, error))
+    }
+}
+
+async fn commit(
+    tx: Transaction<'static, Sqlite>,
+    operation: &str,
+    subject: &str,
+) -> Result<(), StoreError> {
+    tx.commit()
+        .await
+        .map_err(|error| backend(operation, subject, error))
+}
+
+/// Undoes a transaction that found a reason to refuse. Failing to roll back
+/// is logged, not returned: the refusal is the answer, and the connection
+/// rolls back anyway before it is used again.
+async fn rollback(tx: Transaction<'static, Sqlite>) {
+    if let Err(error) = tx.rollback().await {
+        tracing::warn!(%error, "metadata store rollback failed");
+    }
+}
+
+/// Why an image insert inside `tx` inserted nothing: its ID or its live name
+/// is taken.
+async fn image_refusal(
+    tx: &mut Transaction<'static, Sqlite>,
+    row: &ImageRow,
+) -> Result<StoreError, StoreError> {
+    let subject = format!("image {}", row.image_id);
+    let existing = sqlx::query(sql::SELECT_IMAGE)
+        .bind(&row.image_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|error| backend("read", &subject, error))?;
+    if existing.is_some() {
+        return Ok(StoreError::DuplicateId(row.image_id.clone()));
+    }
+    let holder: Option<String> = sqlx::query_scalar(sql::SELECT_LIVE_NAME_HOLDER)
+        .bind(&row.region)
+        .bind(&row.owner_id)
+        .bind(&row.name)
+        .bind(&row.image_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|error| backend("name lookup", &subject, error))?;
+    Ok(match holder {
+        Some(existing_image_id) => StoreError::ImageNameTaken { existing_image_id },
+        None => StoreError::Backend(format!(
+            "sqlite insert of {subject}: refused, yet neither its ID nor its name is taken"
+        )),
+    })
+}
+
+fn bind_image_row<'q>(query: Query<'q>, row: &ImageRow) -> Query<'q> {
+    query
+        .bind(&row.image_id)
+        .bind(&row.region)
+        .bind(&row.owner_id)
+        .bind(&row.owner_alias)
+        .bind(&row.name)
+        .bind(row.state)
+        .bind(row.created_ms)
+        .bind(row.revision)
+        .bind(row.record_version)
+        .bind(&row.doc)
+}
+
+fn bind_record_row<'q>(query: Query<'q>, row: &RecordRow) -> Query<'q> {
+    query
+        .bind(row.kind)
+        .bind(&row.id)
+        .bind(&row.region)
+        .bind(&row.owner_id)
+        .bind(row.state)
+        .bind(row.created_ms)
+        .bind(row.revision)
+        .bind(row.record_version)
+        .bind(&row.doc)
 }
 
 fn image_row(image: &Image, revision: i64) -> Result<ImageRow, StoreError> {
     ImageRow::new(image, revision).map_err(StoreError::Backend)
 }
 
-fn next_revision(revision: i64, image_id: &str) -> Result<i64, StoreError> {
+fn record_row<T: Record>(record: &T, revision: i64) -> Result<RecordRow, StoreError> {
+    RecordRow::new(record, revision).map_err(StoreError::Backend)
+}
+
+/// `snapshot snap-...`: a record named in messages.
+fn subject_of<T: Record>(id: &str) -> String {
+    format!("{} {id}", T::KIND)
+}
+
+fn next_revision(revision: i64, subject: &str) -> Result<i64, StoreError> {
     revision
         .checked_add(1)
-        .ok_or_else(|| StoreError::Backend(format!("image {image_id}: revision overflow")))
+        .ok_or_else(|| StoreError::Backend(format!("{subject}: revision overflow")))
 }
 
 fn decode_row(row: &SqliteRow) -> Result<Image, StoreError> {
     let image_id: String = row
         .try_get("image_id")
-        .map_err(column_error("?", "image_id"))?;
-    let column = |name| column_error(&image_id, name);
+        .map_err(column_error("image ?", "image_id"))?;
+    let subject = format!("image {image_id}");
+    let column = |name| column_error(&subject, name);
     let revision = row.try_get("revision").map_err(column("revision"))?;
     let record_version = row
         .try_get("record_version")
@@ -403,11 +816,24 @@ fn decode_row(row: &SqliteRow) -> Result<Image, StoreError> {
     sql::decode_image(&image_id, revision, record_version, &doc).map_err(StoreError::Backend)
 }
 
+fn decode_record_row<T: Record>(row: &SqliteRow) -> Result<T, StoreError> {
+    let unknown = format!("{} ?", T::KIND);
+    let id: String = row.try_get("id").map_err(column_error(&unknown, "id"))?;
+    let subject = subject_of::<T>(&id);
+    let column = |name| column_error(&subject, name);
+    let revision = row.try_get("revision").map_err(column("revision"))?;
+    let record_version = row
+        .try_get("record_version")
+        .map_err(column("record_version"))?;
+    let doc: String = row.try_get("doc").map_err(column("doc"))?;
+    sql::decode_record(&id, revision, record_version, &doc).map_err(StoreError::Backend)
+}
+
 fn column_error<'a>(
-    image_id: &'a str,
+    subject: &'a str,
     column: &'a str,
 ) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
-    move |error| StoreError::Backend(format!("image {image_id}: bad column {column}: {error}"))
+    move |error| StoreError::Backend(format!("{subject}: bad column {column}: {error}"))
 }
 
 fn backend(operation: &str, subject: &str, error: sqlx::Error) -> StoreError {
@@ -415,8 +841,17 @@ fn backend(operation: &str, subject: &str, error: sqlx::Error) -> StoreError {
     StoreError::Backend(format!("sqlite {operation} of {subject}: {error}"))
 }
 
-fn gave_up(operation: &str, image_id: &str) -> StoreError {
+fn gave_up(operation: &str, subject: &str) -> StoreError {
     StoreError::Backend(format!(
-        "sqlite {operation} of {image_id}: kept colliding with rows that vanished; gave up after {WRITE_ATTEMPTS} attempts"
+        "sqlite {operation} of {subject}: kept colliding with rows that vanished; gave up after {WRITE_ATTEMPTS} attempts"
     ))
+}
+
+/// The wall clock, for when a client token was first seen.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }

@@ -60,6 +60,64 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub images: ImagesConfig,
+    #[serde(default)]
+    pub instances: InstancesConfig,
+    #[serde(default)]
+    pub blocks: BlocksConfig,
+}
+
+fn default_transition_ms() -> u64 {
+    1000
+}
+fn default_max_instances_per_launch() -> i64 {
+    20
+}
+fn default_gc_interval_secs() -> u64 {
+    600
+}
+fn default_gc_grace_secs() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstancesConfig {
+    /// How long an instance stays `pending`, `stopping` or `shutting-down`
+    /// before it settles, in milliseconds.
+    #[serde(default = "default_transition_ms")]
+    pub transition_ms: u64,
+    /// Most instances one `RunInstances` starts.
+    #[serde(default = "default_max_instances_per_launch")]
+    pub max_per_launch: i64,
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        Self {
+            transition_ms: default_transition_ms(),
+            max_per_launch: default_max_instances_per_launch(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocksConfig {
+    /// How often unreferenced blocks are reclaimed, in seconds (0 disables).
+    #[serde(default = "default_gc_interval_secs")]
+    pub gc_interval_secs: u64,
+    /// A block younger than this is never reclaimed, in seconds.
+    #[serde(default = "default_gc_grace_secs")]
+    pub gc_grace_secs: u64,
+}
+
+impl Default for BlocksConfig {
+    fn default() -> Self {
+        Self {
+            gc_interval_secs: default_gc_interval_secs(),
+            gc_grace_secs: default_gc_grace_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

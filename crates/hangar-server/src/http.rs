@@ -142,6 +142,47 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
             );
             xml_response(outcome.status, outcome.body, &request_id)
         }
+        "ebs" => {
+            let caller = match state.authenticator.authenticate(
+                &request_parts,
+                "ebs",
+                UriEncoding::Double,
+                OffsetDateTime::now_utc(),
+            ) {
+                Ok(caller) => caller,
+                Err(error) => {
+                    log_auth_failure(&error, &request_id);
+                    return ebs_auth_error(&error, &request_id);
+                }
+            };
+            let ebs_request = hangar_ebs::Request {
+                method: &method,
+                path: &path,
+                query: &raw_query,
+                headers: &header_refs,
+                body: body.to_vec(),
+            };
+            let outcome =
+                hangar_ebs::handle(&state.hangar, &caller, ebs_request, &request_id).await;
+            if let Some(detail) = &outcome.internal_detail {
+                tracing::error!(
+                    request_id,
+                    operation = outcome.operation,
+                    detail,
+                    "internal error"
+                );
+            }
+            tracing::info!(
+                request_id,
+                account = caller.account_id,
+                region = caller.region,
+                operation = outcome.operation,
+                status = outcome.status,
+                micros = started.elapsed().as_micros() as u64,
+                "ebs"
+            );
+            ebs_response(outcome)
+        }
         other => ec2_error(
             &WireError::new(
                 "InvalidAction",
@@ -165,6 +206,38 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Authentication failures of the EBS direct APIs, in their error shape.
+fn ebs_auth_error(error: &AuthError, request_id: &str) -> Response {
+    let wire = WireError::from(error);
+    let access_denied = matches!(
+        error,
+        AuthError::SignatureDoesNotMatch
+            | AuthError::InvalidAccessKey(_)
+            | AuthError::UnknownRegion(_)
+    );
+    ebs_response(hangar_ebs::auth_failure(
+        &wire.message,
+        access_denied,
+        request_id,
+    ))
+}
+
+fn ebs_response(outcome: hangar_ebs::Response) -> Response {
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, outcome.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(outcome.content_type),
+    );
+    for (name, value) in outcome.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
 }
 
 fn log_auth_failure(error: &AuthError, request_id: &str) {

@@ -6,12 +6,15 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod state;
+pub mod workers;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use hangar_blocks::LocalBlockStore;
+use hangar_core::blocks::BlockStore;
 use hangar_core::clock::SystemClock;
 use hangar_core::{Hangar, Settings};
 use hangar_meta::SqliteStore;
@@ -40,9 +43,27 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     let store = SqliteStore::open(&database)
         .await
         .map_err(|error| anyhow::anyhow!("cannot open metadata database: {error}"))?;
+    let blocks = LocalBlockStore::open(&config.data_dir.join("blocks"))
+        .map_err(|error| anyhow::anyhow!("cannot open block store: {error}"))?;
+    let swept = blocks
+        .sweep_incomplete()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot sweep the block store: {error}"))?;
+    if swept > 0 {
+        tracing::warn!(swept, "removed leftovers of interrupted block writes");
+    }
     let mut settings = Settings::new(config.partition.clone(), config.regions.clone());
     settings.deregistered_visible_ms = (config.images.deregistered_visible_secs as i64) * 1000;
-    let hangar = Hangar::new(Arc::new(store), Arc::new(SystemClock::new()), settings);
+    settings.instance_transition_ms = config.instances.transition_ms as i64;
+    settings.max_instances_per_launch = config.instances.max_per_launch;
+    let waker = Arc::new(workers::Waker::default());
+    let hangar = Hangar::new(
+        Arc::new(store),
+        Arc::new(blocks),
+        Arc::new(SystemClock::new()),
+        settings,
+    )
+    .with_waker(waker.clone());
     if config.catalog {
         hangar
             .seed_catalog()
@@ -54,6 +75,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         config,
         hangar,
         authenticator,
+        waker,
     }))
 }
 
@@ -81,6 +103,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "hangar is ready"
     );
+    workers::spawn(state.clone());
     axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

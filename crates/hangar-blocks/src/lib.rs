@@ -1,0 +1,56 @@
+//! Hangar's block stores: the engines of [`hangar_core::blocks::BlockStore`].
+//!
+//! - [`LocalBlockStore`], the default: files under `<data_dir>/blocks`.
+//! - [`ObjectBlockStore`]: any [`object_store::ObjectStore`] under a key
+//!   prefix. Tests run it over `object_store::memory::InMemory`; the S3
+//!   engine (a later issue) is this type over `object_store`'s S3 backend,
+//!   nothing more.
+//!
+//! Both share one key layout, `<prefix>/blocks/<first 2 hex>/<64 hex>`, and
+//! one persisted format, a 9-byte header (magic `HGBK`, version 1, content
+//! length as u32 LE) before the content: see [`format`]. `get` checks the
+//! header and the object's size, then hashes the content once and compares
+//! it with the name: any mismatch is [`BlockError::Corrupt`], never data.
+//!
+//! # Durability of the local engine
+//!
+//! `object_store` 0.14.2's `LocalFileSystem::put_opts` stages the write in a
+//! `<name>#<n>` file and renames it into place, but it calls `sync_all` on the
+//! file and fsyncs the directory only when built `with_fsync(true)`, which is
+//! off by default (`src/local.rs`: the `fsync: false` defaults in `new` and
+//! `new_with_prefix`, `with_fsync`, `sync_and_close` and `rename`). Rather
+//! than hang the engine's one durability promise on a flag, and to name
+//! staging files so a start-up sweep can find them, [`LocalBlockStore`] does
+//! its own writes: `<dir>/.tmp-<random>` in the block's directory, `sync_all`,
+//! rename over the final name, `sync_all` of the directory (and of `blocks`
+//! and the data directory when a fan-out directory is created). Reads,
+//! listings and deletes go through an [`ObjectBlockStore`] over
+//! `LocalFileSystem`, so the format is parsed and verified by the same code
+//! for every engine. Deletes are not fsynced: a block that comes back after
+//! a crash is harmless and the collector deletes it again.
+//!
+//! # Puts always write
+//!
+//! `put` never skips a block that already exists (no `head` first). The
+//! write refreshes the block's modification time, which the collector's
+//! grace period reads: skipping it could let the collector delete, as old and
+//! unreferenced, a block a snapshot has just put again. It also replaces a
+//! corrupt copy with good data. Writes are atomic (rename, or an object
+//! store's atomic put), so concurrent puts of the same block are harmless.
+//!
+//! # Crash leftovers
+//!
+//! A crash mid-write leaves a `.tmp-*` file, which is never listed nor read.
+//! [`BlockStore::sweep_incomplete`] removes them (the server calls it at
+//! start-up, before any write; [`LocalBlockStore::open`] does not).
+//!
+//! [`BlockError::Corrupt`]: hangar_core::blocks::BlockError::Corrupt
+//! [`BlockStore::sweep_incomplete`]: hangar_core::blocks::BlockStore::sweep_incomplete
+
+pub mod conformance;
+pub mod format;
+mod local;
+mod object;
+
+pub use local::LocalBlockStore;
+pub use object::ObjectBlockStore;

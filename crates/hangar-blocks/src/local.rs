@@ -1,0 +1,254 @@
+//! [`LocalBlockStore`]: the default engine, blocks as files under the data
+//! directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hangar_core::blocks::{BlockError, BlockHash, BlockStore, StoredBlock};
+use object_store::local::LocalFileSystem;
+
+use crate::format::{BLOCKS_DIR, HEADER_LEN, TMP_PREFIX, block_name, encode_header};
+use crate::object::ObjectBlockStore;
+
+/// Blocks as files at `<root>/blocks/<first 2 hex>/<64 hex>`, in the same
+/// layout and format as [`ObjectBlockStore`].
+///
+/// `put` is this type's own durable write (temporary file, `fsync`, rename,
+/// `fsync` of the directory); `get`, `list` and `delete` go through an
+/// [`ObjectBlockStore`] over `object_store`'s [`LocalFileSystem`], so the
+/// header check and verification are the exact code every engine runs.
+#[derive(Debug, Clone)]
+pub struct LocalBlockStore {
+    /// The data directory, canonical.
+    root: PathBuf,
+    /// `<root>/blocks`.
+    blocks_dir: PathBuf,
+    objects: ObjectBlockStore,
+}
+
+impl LocalBlockStore {
+    /// Opens (creating if needed) the block store of data directory `root`:
+    /// blocks live in `<root>/blocks`. Does blocking file-system work (meant
+    /// for start-up). Does not sweep: call
+    /// [`sweep_incomplete`](BlockStore::sweep_incomplete) at start-up, before
+    /// any write.
+    pub fn open(root: &Path) -> Result<Self, BlockError> {
+        let io = |what: &str, path: &Path, error: io::Error| {
+            BlockError::Backend(format!("{what} {}: {error}", path.display()))
+        };
+        std::fs::create_dir_all(root)
+            .map_err(|error| io("cannot create data directory", root, error))?;
+        let root = std::fs::canonicalize(root)
+            .map_err(|error| io("cannot resolve data directory", root, error))?;
+        let blocks_dir = root.join(BLOCKS_DIR);
+        match std::fs::create_dir(&blocks_dir) {
+            Ok(()) => {
+                sync_dir(&root).map_err(|error| io("cannot sync data directory", &root, error))?
+            }
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(io("cannot create", &blocks_dir, error)),
+        }
+        // Reads, listings and deletes only; writes never go through it (see
+        // the crate docs), but fsync stays on should one ever be added.
+        let files = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|error| BlockError::Backend(error.to_string()))?
+            .with_fsync(true);
+        let objects = ObjectBlockStore::new(Arc::new(files), "");
+        Ok(Self {
+            root,
+            blocks_dir,
+            objects,
+        })
+    }
+
+    /// The data directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of `hash`: `<root>/blocks/<first 2 hex>/<64 hex>`. Always
+    /// under the root: the name is asserted to be 64 lowercase hex digits.
+    pub fn path_for(&self, hash: &BlockHash) -> PathBuf {
+        let name = block_name(hash);
+        self.blocks_dir.join(&name[..2]).join(name)
+    }
+}
+
+fn joined(error: tokio::task::JoinError) -> BlockError {
+    BlockError::Backend(format!("block store task failed: {error}"))
+}
+
+/// Makes the directory entries in `dir` durable. Unix only: elsewhere a
+/// directory cannot be opened to be synced.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Writes `header` + `data` to `dest` so that, on return, the file and its
+/// directory entry are on stable storage, and a crash at any point leaves
+/// either the old state or the whole new file (plus, maybe, a `.tmp-` file).
+fn write_durably(
+    root: &Path,
+    blocks_dir: &Path,
+    dest: &Path,
+    header: &[u8; HEADER_LEN],
+    data: &[u8],
+) -> io::Result<()> {
+    let dir = dest.parent().expect("a block path has a fan-out directory");
+    let tmp = dir.join(format!("{TMP_PREFIX}{:032x}", rand::random::<u128>()));
+    let create = || OpenOptions::new().write(true).create_new(true).open(&tmp);
+    let mut file = match create() {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            // First block of this fan-out directory (or `blocks` itself was
+            // removed): create it and make the new entries durable.
+            std::fs::create_dir_all(dir)?;
+            sync_dir(blocks_dir)?;
+            sync_dir(root)?;
+            create()?
+        }
+        Err(error) => return Err(error),
+    };
+    let written = (|| {
+        file.write_all(header)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, dest)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
+    sync_dir(dir)
+}
+
+/// Removes every `.tmp-*` file under `dir` (recursively; symlinks are
+/// removed, never followed), plus `object_store`'s own staging files
+/// (`<name>#<digits>`) should anything ever have written through
+/// [`LocalFileSystem`]. Returns how many.
+fn sweep_dir(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            removed += sweep_dir(&entry.path())?;
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if is_leftover(&name) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+fn is_leftover(name: &str) -> bool {
+    if name.starts_with(TMP_PREFIX) {
+        return true;
+    }
+    // object_store's LocalFileSystem stages a put of `x` as `x#<n>`.
+    matches!(name.rsplit_once('#'), Some((_, suffix))
+        if !suffix.is_empty() && suffix.bytes().all(|byte| byte.is_ascii_digit()))
+}
+
+#[async_trait]
+impl BlockStore for LocalBlockStore {
+    async fn put(&self, hash: &BlockHash, data: Vec<u8>) -> Result<(), BlockError> {
+        debug_assert_eq!(BlockHash::of(&data), *hash, "put with a wrong hash");
+        let header = encode_header(hash, data.len())?;
+        let dest = self.path_for(hash);
+        let root = self.root.clone();
+        let blocks_dir = self.blocks_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            write_durably(&root, &blocks_dir, &dest, &header, &data).map_err(|error| {
+                BlockError::Backend(format!("writing {}: {error}", dest.display()))
+            })
+        })
+        .await
+        .map_err(joined)?
+    }
+
+    async fn get(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockError> {
+        self.objects.get(hash).await
+    }
+
+    /// Not fsynced: a crash may bring a deleted block back, which content
+    /// addressing makes harmless (the collector deletes it again).
+    async fn delete(&self, hash: &BlockHash) -> Result<(), BlockError> {
+        self.objects.delete(hash).await
+    }
+
+    async fn list(
+        &self,
+        after: Option<&BlockHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlock>, BlockError> {
+        self.objects.list(after, limit).await
+    }
+
+    async fn sweep_incomplete(&self) -> Result<usize, BlockError> {
+        let blocks_dir = self.blocks_dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            sweep_dir(&blocks_dir).map_err(|error| {
+                BlockError::Backend(format!("sweeping {}: {error}", blocks_dir.display()))
+            })
+        })
+        .await
+        .map_err(joined)??;
+        if removed > 0 {
+            tracing::info!(removed, "removed leftovers of interrupted block writes");
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_names() {
+        assert!(is_leftover(".tmp-0123"));
+        assert!(is_leftover(".tmp-"));
+        let hex = BlockHash::of(b"x").to_hex();
+        assert!(is_leftover(&format!("{hex}#1")));
+        assert!(is_leftover(&format!("{hex}#12")));
+        assert!(!is_leftover(&hex));
+        assert!(!is_leftover(&format!("{hex}#")));
+        assert!(!is_leftover(&format!("{hex}#a1")));
+        assert!(!is_leftover("tmp-1"));
+    }
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlockStore::open(dir.path()).unwrap();
+        let hash = BlockHash::of(b"hello");
+        let path = store.path_for(&hash);
+        assert!(path.starts_with(store.root().join("blocks").join("2c")));
+        assert_eq!(path.file_name().unwrap().to_str().unwrap(), hash.to_hex());
+    }
+}
