@@ -83,3 +83,35 @@ def test_error_envelope():
     internal = parse("error-InternalError", "DescribeImages", status=500)
     assert internal["Error"]["Code"] == "InternalError"
     assert "secret detail" not in internal["Error"]["Message"]
+
+
+def test_snapshots_and_volumes():
+    snapshot = parse("DescribeSnapshots", "DescribeSnapshots")["Snapshots"][0]
+    assert snapshot["State"] == "completed" and snapshot["Progress"] == "100%"
+    assert snapshot["VolumeSize"] == 8 and snapshot["OwnerAlias"] == "amazon"
+    assert snapshot["StartTime"].year == 2024
+    assert snapshot["Tags"] == [{"Key": "Name", "Value": "root"}]
+    created = parse("CreateSnapshot", "CreateSnapshot")
+    assert created["SnapshotId"].startswith("snap-") and created["State"] == "completed"
+    assert parse("CopySnapshot", "CopySnapshot")["SnapshotId"] == "snap-0123456789abcdef0"
+    volumes = parse("DescribeVolumes", "DescribeVolumes")
+    volume = volumes["Volumes"][0]
+    assert volume["State"] == "in-use" and volume["Size"] == 8
+    assert volume["Attachments"][0]["InstanceId"] == "i-0123456789abcdef0"
+    assert volume["Attachments"][0]["DeleteOnTermination"] is True
+    assert volumes["NextToken"] == "next"
+
+
+def test_instances():
+    run = parse("RunInstances", "RunInstances")
+    assert run["ReservationId"] == "r-0123456789abcdef0"
+    instance = run["Instances"][0]
+    assert instance["State"] == {"Code": 0, "Name": "pending"}
+    assert instance["Placement"]["AvailabilityZone"] == "us-east-1a"
+    assert instance["BlockDeviceMappings"][0]["Ebs"]["VolumeId"] == "vol-0123456789abcdef0"
+    described = parse("DescribeInstances", "DescribeInstances")["Reservations"][0]["Instances"][0]
+    assert described["State"] == {"Code": 16, "Name": "running"}
+    assert described["Tags"] == [{"Key": "Name", "Value": "web"}]
+    changes = parse("TerminateInstances", "TerminateInstances")["TerminatingInstances"]
+    assert changes[0]["CurrentState"]["Name"] == "shutting-down"
+    assert changes[0]["PreviousState"]["Name"] == "running"

@@ -228,3 +228,163 @@ fn errors() {
         check(name, &error.render(REQUEST_ID));
     }
 }
+
+fn sample_snapshot() -> hangar_core::model::Snapshot {
+    let mut snapshot = catalog::snapshots_for("us-east-1").remove(0);
+    snapshot.tags = vec![Tag {
+        key: "Name".into(),
+        value: "root".into(),
+    }];
+    snapshot
+}
+
+fn sample_instance() -> hangar_core::model::Instance {
+    use hangar_core::model::{Instance, InstanceBlockDevice, InstanceState};
+    Instance {
+        instance_id: "i-0123456789abcdef0".into(),
+        region: "us-east-1".into(),
+        owner_id: "111111111111".into(),
+        reservation_id: "r-0123456789abcdef0".into(),
+        image_id: "ami-0123456789abcdef0".into(),
+        instance_type: "t3.micro".into(),
+        availability_zone: "us-east-1a".into(),
+        architecture: "x86_64".into(),
+        virtualization_type: "hvm".into(),
+        hypervisor: "xen".into(),
+        platform_details: "Linux/UNIX".into(),
+        root_device_name: Some("/dev/xvda".into()),
+        root_device_type: "ebs".into(),
+        block_devices: vec![InstanceBlockDevice {
+            device_name: "/dev/xvda".into(),
+            volume_id: "vol-0123456789abcdef0".into(),
+            delete_on_termination: true,
+            attach_ms: 1_764_504_000_000,
+        }],
+        state: InstanceState::Pending,
+        settles_to: Some(InstanceState::Running),
+        settles_at_ms: Some(1_764_504_001_000),
+        state_reason: None,
+        state_transition_reason: String::new(),
+        launch_ms: 1_764_504_000_000,
+        ami_launch_index: 0,
+        private_ip_address: "10.0.0.10".into(),
+        client_token: None,
+        tags: vec![Tag {
+            key: "Name".into(),
+            value: "web".into(),
+        }],
+        revision: 0,
+    }
+}
+
+#[test]
+fn snapshots_and_volumes() {
+    use hangar_core::instances::DescribeVolumesOutput;
+    use hangar_core::model::{Volume, VolumeAttachment, VolumeState};
+    use hangar_core::snapshots::DescribeSnapshotsOutput;
+    let output = DescribeSnapshotsOutput {
+        snapshots: vec![sample_snapshot()],
+        next_token: None,
+    };
+    check(
+        "DescribeSnapshots",
+        &render("DescribeSnapshots", REQUEST_ID, &Reply::Snapshots(output)),
+    );
+    check(
+        "CreateSnapshot",
+        &render(
+            "CreateSnapshot",
+            REQUEST_ID,
+            &Reply::Snapshot(Box::new(sample_snapshot())),
+        ),
+    );
+    check(
+        "CopySnapshot",
+        &render(
+            "CopySnapshot",
+            REQUEST_ID,
+            &Reply::CopiedSnapshot {
+                snapshot_id: "snap-0123456789abcdef0".into(),
+                tags: vec![],
+            },
+        ),
+    );
+    let volume = Volume {
+        volume_id: "vol-0123456789abcdef0".into(),
+        region: "us-east-1".into(),
+        owner_id: "111111111111".into(),
+        availability_zone: "us-east-1a".into(),
+        size_gib: 8,
+        snapshot_id: Some("snap-0123456789abcdef0".into()),
+        volume_type: "gp3".into(),
+        iops: Some(3000),
+        throughput: Some(125),
+        encrypted: false,
+        kms_key_id: None,
+        state: VolumeState::InUse,
+        create_ms: 1_764_504_000_000,
+        attachment: Some(VolumeAttachment {
+            instance_id: "i-0123456789abcdef0".into(),
+            device: "/dev/xvda".into(),
+            attach_ms: 1_764_504_000_000,
+            delete_on_termination: true,
+        }),
+        tags: vec![],
+        revision: 0,
+    };
+    let output = DescribeVolumesOutput {
+        volumes: vec![volume],
+        next_token: Some("next".into()),
+    };
+    check(
+        "DescribeVolumes",
+        &render("DescribeVolumes", REQUEST_ID, &Reply::Volumes(output)),
+    );
+}
+
+#[test]
+fn instances() {
+    use hangar_core::instances::{DescribeInstancesOutput, Reservation, StateChange};
+    use hangar_core::model::InstanceState;
+    let reservation = Reservation {
+        reservation_id: "r-0123456789abcdef0".into(),
+        owner_id: "111111111111".into(),
+        instances: vec![sample_instance()],
+        as_of_ms: 1_764_504_000_500,
+    };
+    check(
+        "RunInstances",
+        &render(
+            "RunInstances",
+            REQUEST_ID,
+            &Reply::Reservation(reservation.clone()),
+        ),
+    );
+    let mut settled = reservation;
+    settled.as_of_ms = 1_764_504_002_000;
+    let output = DescribeInstancesOutput {
+        reservations: vec![settled],
+        next_token: None,
+    };
+    check(
+        "DescribeInstances",
+        &render(
+            "DescribeInstances",
+            REQUEST_ID,
+            &Reply::Reservations(output),
+        ),
+    );
+    let changes = vec![StateChange {
+        instance_id: "i-0123456789abcdef0".into(),
+        previous: InstanceState::Running,
+        current: InstanceState::ShuttingDown,
+    }];
+    check(
+        "TerminateInstances",
+        &render(
+            "TerminateInstances",
+            REQUEST_ID,
+            &Reply::StateChanges(changes),
+        ),
+    );
+}
