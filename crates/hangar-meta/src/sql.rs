@@ -46,6 +46,7 @@ pub(crate) const DELETE_ALL: [&str; 4] = [
     "DELETE FROM images",
     "DELETE FROM records",
     "DELETE FROM block_maps",
+    "DELETE FROM client_tokens",
 ];
 
 /// The indexed columns of an image plus its serialized form, ready to bind.
