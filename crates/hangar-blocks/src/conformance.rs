@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn demo() {
 //! let dir = tempfile::tempdir().unwrap();
-//! let store = hangar_blocks::LocalBlockStore::open(dir.path()).unwrap();
+//! let store = hangar_blocks::LocalBlockStore::open(&dir.path().join("blocks")).unwrap();
 //! hangar_blocks::conformance::run_all_with_raw(&store, &store).await;
 //! # }
 //! ```

@@ -1,14 +1,16 @@
 //! Hangar's block stores: the engines of [`hangar_core::blocks::BlockStore`].
 //!
-//! - [`LocalBlockStore`], the default: files under `<data_dir>/blocks`.
+//! - [`LocalBlockStore`], the default: files in one directory, the server's
+//!   `<data_dir>/blocks`.
 //! - [`ObjectBlockStore`]: any [`object_store::ObjectStore`] under a key
 //!   prefix. Tests run it over `object_store::memory::InMemory`; the S3
 //!   engine (a later issue) is this type over `object_store`'s S3 backend,
 //!   nothing more.
 //!
-//! Both share one key layout, `<prefix>/blocks/<first 2 hex>/<64 hex>`, and
-//! one persisted format, a 9-byte header (magic `HGBK`, version 1, content
-//! length as u32 LE) before the content: see [`format`]. `get` checks the
+//! Both share one key layout, `<prefix>/blocks/<first 2 hex>/<64 hex>` (for
+//! the local engine, `<root>/<first 2 hex>/<64 hex>`: its root is the
+//! `blocks` directory), and one persisted format, a 9-byte header (magic `HGBK`, version 1, content
+//! length as u32 LE) before the content: see [`format`](mod@format). `get` checks the
 //! header and the object's size, then hashes the content once and compares
 //! it with the name: any mismatch is [`BlockError::Corrupt`], never data.
 //!
@@ -22,8 +24,9 @@
 //! than hang the engine's one durability promise on a flag, and to name
 //! staging files so a start-up sweep can find them, [`LocalBlockStore`] does
 //! its own writes: `<dir>/.tmp-<random>` in the block's directory, `sync_all`,
-//! rename over the final name, `sync_all` of the directory (and of `blocks`
-//! and the data directory when a fan-out directory is created). Reads,
+//! rename over the final name, `sync_all` of the directory (and of the root
+//! when a fan-out directory is created, of the root's parent when `open`
+//! creates the root). Reads,
 //! listings and deletes go through an [`ObjectBlockStore`] over
 //! `LocalFileSystem`, so the format is parsed and verified by the same code
 //! for every engine. Deletes are not fsynced: a block that comes back after
@@ -41,8 +44,9 @@
 //! # Crash leftovers
 //!
 //! A crash mid-write leaves a `.tmp-*` file, which is never listed nor read.
-//! [`BlockStore::sweep_incomplete`] removes them (the server calls it at
-//! start-up, before any write; [`LocalBlockStore::open`] does not).
+//! [`BlockStore::sweep_incomplete`] removes them, anywhere under the local
+//! engine's root or an object engine's `<prefix>/blocks` (the server calls it
+//! at start-up, before any write; [`LocalBlockStore::open`] does not).
 //!
 //! [`BlockError::Corrupt`]: hangar_core::blocks::BlockError::Corrupt
 //! [`BlockStore::sweep_incomplete`]: hangar_core::blocks::BlockStore::sweep_incomplete

@@ -1,5 +1,5 @@
-//! [`LocalBlockStore`]: the default engine, blocks as files under the data
-//! directory.
+//! [`LocalBlockStore`]: the default engine, blocks as files in a directory
+//! (the server's is `<data_dir>/blocks`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -9,12 +9,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hangar_core::blocks::{BlockError, BlockHash, BlockStore, StoredBlock};
 use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
 
-use crate::format::{BLOCKS_DIR, HEADER_LEN, TMP_PREFIX, block_name, encode_header};
+use crate::format::{HEADER_LEN, TMP_PREFIX, block_name, encode_header};
 use crate::object::ObjectBlockStore;
 
-/// Blocks as files at `<root>/blocks/<first 2 hex>/<64 hex>`, in the same
-/// layout and format as [`ObjectBlockStore`].
+/// Blocks as files at `<root>/<first 2 hex>/<64 hex>`, where `root` is the
+/// blocks directory (`<data_dir>/blocks`): the same fan-out and format as
+/// [`ObjectBlockStore`]'s `<prefix>/blocks/…`, with `root` standing for
+/// `<prefix>/blocks`.
 ///
 /// `put` is this type's own durable write (temporary file, `fsync`, rename,
 /// `fsync` of the directory); `get`, `list` and `delete` go through an
@@ -22,58 +25,54 @@ use crate::object::ObjectBlockStore;
 /// header check and verification are the exact code every engine runs.
 #[derive(Debug, Clone)]
 pub struct LocalBlockStore {
-    /// The data directory, canonical.
+    /// The blocks directory, canonical.
     root: PathBuf,
-    /// `<root>/blocks`.
-    blocks_dir: PathBuf,
     objects: ObjectBlockStore,
 }
 
 impl LocalBlockStore {
-    /// Opens (creating if needed) the block store of data directory `root`:
-    /// blocks live in `<root>/blocks`. Does blocking file-system work (meant
-    /// for start-up). Does not sweep: call
+    /// Opens (creating it if needed, and its parents) the block store in
+    /// directory `root`, normally `<data_dir>/blocks`; everything under it
+    /// belongs to the store. Does blocking file-system work (meant for
+    /// start-up). Does not sweep: call
     /// [`sweep_incomplete`](BlockStore::sweep_incomplete) at start-up, before
     /// any write.
     pub fn open(root: &Path) -> Result<Self, BlockError> {
         let io = |what: &str, path: &Path, error: io::Error| {
             BlockError::Backend(format!("{what} {}: {error}", path.display()))
         };
-        std::fs::create_dir_all(root)
-            .map_err(|error| io("cannot create data directory", root, error))?;
-        let root = std::fs::canonicalize(root)
-            .map_err(|error| io("cannot resolve data directory", root, error))?;
-        let blocks_dir = root.join(BLOCKS_DIR);
-        match std::fs::create_dir(&blocks_dir) {
-            Ok(()) => {
-                sync_dir(&root).map_err(|error| io("cannot sync data directory", &root, error))?
+        if !root.is_dir() {
+            std::fs::create_dir_all(root)
+                .map_err(|error| io("cannot create block directory", root, error))?;
+            // Make the new directory's entry durable.
+            if let Some(parent) = root
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+            {
+                sync_dir(parent).map_err(|error| io("cannot sync", parent, error))?;
             }
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(io("cannot create", &blocks_dir, error)),
         }
+        let root = std::fs::canonicalize(root)
+            .map_err(|error| io("cannot resolve block directory", root, error))?;
         // Reads, listings and deletes only; writes never go through it (see
         // the crate docs), but fsync stays on should one ever be added.
         let files = LocalFileSystem::new_with_prefix(&root)
             .map_err(|error| BlockError::Backend(error.to_string()))?
             .with_fsync(true);
-        let objects = ObjectBlockStore::new(Arc::new(files), "");
-        Ok(Self {
-            root,
-            blocks_dir,
-            objects,
-        })
+        let objects = ObjectBlockStore::with_blocks_path(Arc::new(files), ObjectPath::default());
+        Ok(Self { root, objects })
     }
 
-    /// The data directory (canonical).
+    /// The blocks directory (canonical).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The file of `hash`: `<root>/blocks/<first 2 hex>/<64 hex>`. Always
-    /// under the root: the name is asserted to be 64 lowercase hex digits.
+    /// The file of `hash`: `<root>/<first 2 hex>/<64 hex>`. Always under
+    /// the root: the name is asserted to be 64 lowercase hex digits.
     pub fn path_for(&self, hash: &BlockHash) -> PathBuf {
         let name = block_name(hash);
-        self.blocks_dir.join(&name[..2]).join(name)
+        self.root.join(&name[..2]).join(name)
     }
 }
 
@@ -100,7 +99,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// either the old state or the whole new file (plus, maybe, a `.tmp-` file).
 fn write_durably(
     root: &Path,
-    blocks_dir: &Path,
     dest: &Path,
     header: &[u8; HEADER_LEN],
     data: &[u8],
@@ -111,10 +109,9 @@ fn write_durably(
     let mut file = match create() {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            // First block of this fan-out directory (or `blocks` itself was
-            // removed): create it and make the new entries durable.
+            // First block of this fan-out directory: create it and make its
+            // entry durable.
             std::fs::create_dir_all(dir)?;
-            sync_dir(blocks_dir)?;
             sync_dir(root)?;
             create()?
         }
@@ -181,9 +178,8 @@ impl BlockStore for LocalBlockStore {
         let header = encode_header(hash, data.len())?;
         let dest = self.path_for(hash);
         let root = self.root.clone();
-        let blocks_dir = self.blocks_dir.clone();
         tokio::task::spawn_blocking(move || {
-            write_durably(&root, &blocks_dir, &dest, &header, &data).map_err(|error| {
+            write_durably(&root, &dest, &header, &data).map_err(|error| {
                 BlockError::Backend(format!("writing {}: {error}", dest.display()))
             })
         })
@@ -210,10 +206,10 @@ impl BlockStore for LocalBlockStore {
     }
 
     async fn sweep_incomplete(&self) -> Result<usize, BlockError> {
-        let blocks_dir = self.blocks_dir.clone();
+        let root = self.root.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            sweep_dir(&blocks_dir).map_err(|error| {
-                BlockError::Backend(format!("sweeping {}: {error}", blocks_dir.display()))
+            sweep_dir(&root).map_err(|error| {
+                BlockError::Backend(format!("sweeping {}: {error}", root.display()))
             })
         })
         .await
@@ -248,7 +244,7 @@ mod tests {
         let store = LocalBlockStore::open(dir.path()).unwrap();
         let hash = BlockHash::of(b"hello");
         let path = store.path_for(&hash);
-        assert!(path.starts_with(store.root().join("blocks").join("2c")));
+        assert!(path.starts_with(store.root().join("2c")));
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), hash.to_hex());
     }
 }

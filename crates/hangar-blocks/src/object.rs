@@ -23,7 +23,7 @@ use crate::format::{
 /// later S3), under a key prefix.
 ///
 /// Keys are `<prefix>/blocks/<first 2 hex>/<64 hex>`; objects carry the
-/// [`format`](crate::format) header. `put` always writes, even when the block
+/// [`format`](mod@crate::format) header. `put` always writes, even when the block
 /// exists (see the crate docs for why); `get` verifies the header, the size and
 /// the SHA-256 of the content.
 #[derive(Clone)]
@@ -46,7 +46,12 @@ impl ObjectBlockStore {
     /// A block store keeping its blocks under `<prefix>/blocks/` in `store`;
     /// an empty prefix puts them at `blocks/`.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: impl Into<Path>) -> Self {
-        let blocks = prefix.into().join(BLOCKS_DIR);
+        Self::with_blocks_path(store, prefix.into().join(BLOCKS_DIR))
+    }
+
+    /// A block store whose fan-out directories sit right under `blocks`
+    /// (the local engine, whose root is itself the blocks directory).
+    pub(crate) fn with_blocks_path(store: Arc<dyn ObjectStore>, blocks: Path) -> Self {
         Self { store, blocks }
     }
 

@@ -1,6 +1,6 @@
 //! The block-store conformance suite on every engine, plus what only the
 //! local engine promises: its on-disk layout, persistence across reopen, and
-//! the start-up sweep of leftovers anywhere under `blocks`.
+//! the start-up sweep of leftovers anywhere under its root.
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use object_store::memory::InMemory;
 
 fn open_temp() -> (tempfile::TempDir, LocalBlockStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalBlockStore::open(dir.path()).expect("open a block store");
+    // As the server opens it: `<data_dir>/blocks`, created by `open`.
+    let store = LocalBlockStore::open(&dir.path().join("blocks")).expect("open a block store");
     (dir, store)
 }
 
@@ -87,6 +88,7 @@ async fn local_layout_on_disk() {
         .join("blocks")
         .join(&hex[..2])
         .join(&hex);
+    assert_eq!(store.root(), path.parent().unwrap().parent().unwrap());
     assert_eq!(store.path_for(&hash), path);
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes[..4], MAGIC);
@@ -107,7 +109,7 @@ async fn local_blocks_survive_reopen() {
     let (hash, data) = random_block(BLOCK_SIZE);
     store.put(&hash, data.clone()).await.unwrap();
     drop(store);
-    let store = LocalBlockStore::open(dir.path()).unwrap();
+    let store = LocalBlockStore::open(&dir.path().join("blocks")).unwrap();
     assert!(store.get(&hash).await.unwrap() == data);
     let listed = store.list(None, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -116,8 +118,9 @@ async fn local_blocks_survive_reopen() {
 
 #[tokio::test]
 async fn local_engine_and_object_engine_share_the_format() {
-    // A LocalBlockStore's files read back through a plain ObjectBlockStore
-    // over LocalFileSystem at the same root, and the other way round.
+    // A LocalBlockStore at `<dir>/blocks` and a plain ObjectBlockStore over
+    // LocalFileSystem at `<dir>` (so also `<dir>/blocks/...`) read each
+    // other's blocks.
     let (dir, local) = open_temp();
     let files = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
     let objects = ObjectBlockStore::new(Arc::new(files), "");
@@ -138,7 +141,7 @@ async fn local_sweep_reaches_everywhere_under_blocks_and_open_does_not_sweep() {
     let (dir, store) = open_temp();
     let (hash, data) = random_block(1000);
     store.put(&hash, data.clone()).await.unwrap();
-    let blocks = store.root().join("blocks");
+    let blocks = store.root().to_path_buf();
     let hex = hash.to_hex();
     let leftovers = [
         blocks.join(".tmp-top"),
@@ -151,12 +154,12 @@ async fn local_sweep_reaches_everywhere_under_blocks_and_open_does_not_sweep() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"partial").unwrap();
     }
-    // Outside `blocks`: not the block store's to remove.
+    // Outside the root: not the block store's to remove.
     let outside = dir.path().join(".tmp-not-mine");
     std::fs::write(&outside, b"x").unwrap();
 
     // Reopening leaves them; listing ignores them.
-    let store = LocalBlockStore::open(dir.path()).unwrap();
+    let store = LocalBlockStore::open(&dir.path().join("blocks")).unwrap();
     assert!(leftovers.iter().all(|path| path.exists()));
     let listed = store.list(None, 100).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -174,7 +177,8 @@ async fn local_put_recreates_a_removed_fanout_directory() {
     let (_dir, store) = open_temp();
     let (hash, data) = random_block(100);
     store.put(&hash, data.clone()).await.unwrap();
-    std::fs::remove_dir_all(store.root().join("blocks")).unwrap();
+    let hex = hash.to_hex();
+    std::fs::remove_dir_all(store.root().join(&hex[..2])).unwrap();
     assert_eq!(
         store.get(&hash).await,
         Err(BlockError::NotFound(hash.to_hex()))
