@@ -400,13 +400,12 @@ impl Hangar {
                     tags: volume_tags.clone(),
                     revision: 0,
                 };
-                // The map first, then the record: a crash in between leaves
-                // map rows without a record, which `delete_blocks` of a later
-                // sweep can remove; never a volume without its data.
+                // The record first, then its map (the collector removes maps
+                // without a record, so a map must never exist alone).
+                self.store.insert_volume(&volume).await?;
                 if let Some(snapshot_id) = &ebs.snapshot_id {
                     self.store.copy_blocks(snapshot_id, &volume_id).await?;
                 }
-                self.store.insert_volume(&volume).await?;
                 block_devices.push(InstanceBlockDevice {
                     device_name: mapping.device_name.clone(),
                     volume_id,

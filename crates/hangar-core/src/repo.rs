@@ -126,6 +126,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// incremental snapshot inherits its parent's data), in one transaction.
     async fn merge_blocks(&self, base: &str, into: &str) -> Result<(), StoreError>;
     async fn delete_blocks(&self, map_id: &str) -> Result<(), StoreError>;
+    /// Deletes map entries whose snapshot or volume record does not exist
+    /// (left by a write that raced a delete). Every writer creates the record
+    /// before its map, so a map being built is never an orphan. Returns the
+    /// number of entries removed.
+    async fn delete_orphan_block_maps(&self) -> Result<u64, StoreError>;
+
     /// Distinct block hashes referenced by any map, greater than `after`, in
     /// order, at most `limit` (the mark phase of block collection).
     async fn referenced_hashes(

@@ -926,6 +926,7 @@ impl Hangar {
     /// the collection is safe. Returns (kept, deleted).
     pub async fn collect_blocks(&self, grace_ms: i64) -> Result<(u64, u64)> {
         let mark_started = self.clock.now_ms();
+        self.store.delete_orphan_block_maps().await?;
         let mut referenced = std::collections::HashSet::new();
         let mut cursor: Option<String> = None;
         loop {

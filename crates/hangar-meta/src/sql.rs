@@ -440,6 +440,10 @@ pub(crate) const COUNT_BLOCKS: &str = "SELECT COUNT(*) FROM block_maps WHERE map
 /// Binds: map ID.
 pub(crate) const DELETE_BLOCKS: &str = "DELETE FROM block_maps WHERE map_id = $1";
 
+/// Block map rows whose snapshot or volume record no longer exists.
+pub(crate) const DELETE_ORPHAN_BLOCKS: &str = "DELETE FROM block_maps WHERE NOT EXISTS \
+     (SELECT 1 FROM records r WHERE r.id = block_maps.map_id AND r.kind IN ('snapshot', 'volume'))";
+
 /// Copies every entry of `$1` into `$2`, which must be empty (the engine
 /// deletes it first, in the same transaction). Binds: from, to.
 pub(crate) const COPY_BLOCKS: &str = "INSERT INTO block_maps (map_id, block_index, hash) \

@@ -559,6 +559,14 @@ impl MetaStore for SqliteStore {
         Ok(())
     }
 
+    async fn delete_orphan_block_maps(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql::DELETE_ORPHAN_BLOCKS)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("delete", "orphan block maps", error))?;
+        Ok(done.rows_affected())
+    }
+
     async fn referenced_hashes(
         &self,
         after: Option<&str>,

@@ -419,3 +419,39 @@ pub async fn check_referenced_hashes(store: &dyn MetaStore) {
         "conformance: referenced_hashes must follow deleted maps"
     );
 }
+
+/// `delete_orphan_block_maps` removes the maps of IDs that have no snapshot
+/// or volume record, and keeps those that do. It empties every record-less
+/// map in the store, so it must not run beside other checks.
+pub async fn check_orphan_block_maps(store: &dyn MetaStore) {
+    use super::records::{sample_snapshot, sample_volume};
+    let h = hashes_with_fresh_prefix(3);
+    let (snapshot_id, volume_id, orphan) =
+        (fresh_snapshot_id(), fresh_volume_id(), fresh_snapshot_id());
+    ok(
+        store
+            .insert_snapshot(&sample_snapshot(&snapshot_id, "us-east-1", "111111111111"))
+            .await,
+        "insert a snapshot",
+    );
+    ok(
+        store
+            .insert_volume(&sample_volume(&volume_id, "us-east-1", "111111111111"))
+            .await,
+        "insert a volume",
+    );
+    fill(store, &snapshot_id, &[(0, &h[0])]).await;
+    fill(store, &volume_id, &[(1, &h[1])]).await;
+    fill(store, &orphan, &[(2, &h[2]), (3, ZERO_BLOCK)]).await;
+    let removed = ok(store.delete_orphan_block_maps().await, "delete orphan maps");
+    assert!(
+        removed >= 2,
+        "conformance: both orphan entries must be removed, got {removed}"
+    );
+    assert!(
+        whole_map(store, &orphan).await.is_empty(),
+        "conformance: the orphan map must be gone"
+    );
+    assert_eq!(whole_map(store, &snapshot_id).await, owned(&[(0, &h[0])]));
+    assert_eq!(whole_map(store, &volume_id).await, owned(&[(1, &h[1])]));
+}
