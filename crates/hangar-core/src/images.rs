@@ -326,6 +326,24 @@ impl Hangar {
         self.resolve_mapping_snapshots(caller, &mut input.block_device_mappings)
             .await?;
         if dry_run {
+            // The store enforces names on insert; a dry run asks it first.
+            let taken = self
+                .store
+                .list_images(&ImageListQuery {
+                    region: caller.region.clone(),
+                    owner_ids: Some(vec![caller.account_id.clone()]),
+                    owner_aliases: None,
+                    exclude_deregistered: true,
+                })
+                .await?
+                .into_iter()
+                .find(|image| image.name == name);
+            if let Some(existing) = taken {
+                return Err(Error::DuplicateImageName {
+                    name,
+                    existing: existing.image_id,
+                });
+            }
             return Err(Error::DryRunOperation);
         }
 
@@ -569,7 +587,18 @@ impl Hangar {
             if !missing.is_empty() {
                 return Err(Error::ImageNotFound(missing));
             }
+            // Owner.N narrows an ID lookup too.
             visible
+                .into_iter()
+                .filter(|image| {
+                    input.owners.is_empty()
+                        || owner_ids.contains(&image.owner_id)
+                        || image
+                            .owner_alias
+                            .as_ref()
+                            .is_some_and(|alias| owner_aliases.contains(alias))
+                })
+                .collect()
         } else {
             let query = ImageListQuery {
                 region: caller.region.clone(),
@@ -837,9 +866,11 @@ impl Hangar {
             tags::validate_tag(tag)?;
         }
         // Check every resource before changing any, so a bad ID leaves
-        // nothing half-tagged.
+        // nothing half-tagged; merging into a copy checks the per-resource
+        // limit up front.
         for resource_id in resource_ids {
-            self.check_taggable(caller, resource_id).await?;
+            let mut current = self.check_taggable(caller, resource_id).await?;
+            tags::merge(&mut current, new_tags)?;
         }
         if dry_run {
             return Err(Error::DryRunOperation);
@@ -879,27 +910,22 @@ impl Hangar {
         Ok(())
     }
 
-    /// The resource exists, is the caller's, and can carry tags.
-    async fn check_taggable(&self, caller: &Caller, resource_id: &str) -> Result<()> {
-        match ids::prefix_of(resource_id) {
+    /// The resource exists, is the caller's, and can carry tags; returns its
+    /// current tags.
+    async fn check_taggable(&self, caller: &Caller, resource_id: &str) -> Result<Vec<Tag>> {
+        Ok(match ids::prefix_of(resource_id) {
             Some(ids::IMAGE) => {
                 let image = self.usable_image(caller, resource_id).await?;
                 if image.owner_id != caller.account_id {
                     return Err(Error::UnauthorizedOperation);
                 }
+                image.tags
             }
-            Some(ids::SNAPSHOT) => {
-                self.owned_snapshot(caller, resource_id).await?;
-            }
-            Some(ids::VOLUME) => {
-                self.owned_volume(caller, resource_id).await?;
-            }
-            Some(ids::INSTANCE) => {
-                self.owned_instance(caller, resource_id).await?;
-            }
+            Some(ids::SNAPSHOT) => self.owned_snapshot(caller, resource_id).await?.tags,
+            Some(ids::VOLUME) => self.owned_volume(caller, resource_id).await?.tags,
+            Some(ids::INSTANCE) => self.owned_instance(caller, resource_id).await?.tags,
             _ => return Err(Error::MalformedResourceId(resource_id.to_string())),
-        }
-        Ok(())
+        })
     }
 
     async fn change_tags(
