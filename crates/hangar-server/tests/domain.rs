@@ -257,7 +257,7 @@ async fn a_corrupt_block_is_an_error_not_data() {
     let caller = alice();
     let hangar = hangar_at(dir.path(), clock).await;
     let data = block(13);
-    let snapshot_id = write_snapshot(&hangar, &caller, &[data.clone()]).await;
+    let snapshot_id = write_snapshot(&hangar, &caller, std::slice::from_ref(&data)).await;
     let hash = BlockHash::of(&data).to_hex();
     let path = dir.path().join("blocks").join(&hash[..2]).join(&hash);
     let mut bytes = std::fs::read(&path).unwrap();
