@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -245,7 +246,7 @@ class DataServer:
             aws_access_key_id=creds["key"], aws_secret_access_key=creds["secret"],
             config=botocore.config.Config(retries={"max_attempts": 1}, read_timeout=60,
                                           connect_timeout=5, parameter_validation=validate,
-                                          max_pool_connections=16))
+                                          max_pool_connections=32))
         self._clients[key] = client
         return client
 
@@ -284,6 +285,22 @@ class DataServer:
             return []
         return sorted(path for path in self.blocks_dir.rglob("*")
                       if path.is_file() and not path.name.startswith(".tmp-"))
+
+    def unfinished_tasks(self) -> List[Tuple[str, str]]:
+        """(task id, state) of the queued or running tasks, read straight from
+        meta.sqlite (read-only): only for diagnostics while the server is down."""
+        assert not self.alive(), "read the database only while the server is down"
+        path = self.data_dir / "meta.sqlite"
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                return con.execute(
+                    "SELECT id, state FROM records WHERE kind = 'task' "
+                    "AND state IN ('queued', 'running') ORDER BY created_ms").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as error:  # the schema is not a contract
+            return [("?", f"cannot read tasks: {error}")]
 
     def block_file_count(self) -> int:
         return len(self.block_files())

@@ -126,6 +126,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// incremental snapshot inherits its parent's data), in one transaction.
     async fn merge_blocks(&self, base: &str, into: &str) -> Result<(), StoreError>;
     async fn delete_blocks(&self, map_id: &str) -> Result<(), StoreError>;
+    /// The hashes among `hashes` that some map references now (the
+    /// collector's last check before it deletes).
+    async fn referenced_among(&self, hashes: &[String]) -> Result<Vec<String>, StoreError>;
+
     /// Deletes map entries whose snapshot or volume record does not exist
     /// (left by a write that raced a delete). Every writer creates the record
     /// before its map, so a map being built is never an orphan. Returns the

@@ -63,6 +63,11 @@ pub struct Hangar {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Settings,
     pub(crate) waker: Arc<dyn TaskWaker>,
+    /// Block writers (a block put together with the map entry that points at
+    /// it) hold this shared; the collector holds it exclusively while it
+    /// re-checks and deletes, so it never deletes a block a writer is about
+    /// to reference.
+    pub(crate) block_guard: tokio::sync::RwLock<()>,
 }
 
 impl Hangar {
@@ -78,6 +83,7 @@ impl Hangar {
             clock,
             settings,
             waker: Arc::new(NoWaker),
+            block_guard: tokio::sync::RwLock::new(()),
         }
     }
 

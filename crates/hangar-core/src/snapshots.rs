@@ -366,13 +366,15 @@ impl Hangar {
         }
         // The block is durable before the map points at it; a crash between
         // the two leaves an unreferenced block for the collector.
-        let entry = if is_all_zero(&data) {
-            ZERO_BLOCK.to_string()
-        } else {
-            self.blocks.put(&hash, data).await?;
-            hash.to_hex()
-        };
-        self.store.put_block(snapshot_id, index, &entry).await?;
+        if is_all_zero(&data) {
+            self.store.put_block(snapshot_id, index, ZERO_BLOCK).await?;
+            return Ok(());
+        }
+        let _writing = self.block_guard.read().await;
+        self.blocks.put(&hash, data).await?;
+        self.store
+            .put_block(snapshot_id, index, &hash.to_hex())
+            .await?;
         Ok(())
     }
 
@@ -919,11 +921,12 @@ impl Hangar {
     }
 
     /// The mark-and-sweep block collector. Mark: every hash any block map
-    /// references. Sweep: delete stored blocks that are unmarked and were
-    /// last written more than `grace_ms` before the mark began. A block
-    /// written (or rewritten: `put` refreshes the time of an existing block)
-    /// after that moment is never taken, so a map entry that appears during
-    /// the collection is safe. Returns (kept, deleted).
+    /// references. Sweep: the stored blocks that are unmarked and were last
+    /// written more than `grace_ms` before the mark began are candidates;
+    /// under the exclusive block guard (no block write in flight) the
+    /// candidates still unreferenced are deleted. A writer holds the guard
+    /// shared from its block put to its map entry, so a block is never
+    /// deleted between the two. Returns (kept, deleted).
     pub async fn collect_blocks(&self, grace_ms: i64) -> Result<(u64, u64)> {
         let mark_started = self.clock.now_ms();
         self.store.delete_orphan_block_maps().await?;
@@ -945,14 +948,35 @@ impl Hangar {
         let mut after: Option<BlockHash> = None;
         loop {
             let stored = self.blocks.list(after.as_ref(), 1000).await?;
-            let Some(last) = stored.last() else { break };
+            let Some(last) = stored.last() else {
+                break;
+            };
             after = Some(last.hash);
-            for block in stored {
-                let young = block.modified_ms >= mark_started - grace_ms;
-                if young || referenced.contains(&block.hash.to_hex()) {
+            let candidates: Vec<BlockHash> = stored
+                .iter()
+                .filter(|block| {
+                    block.modified_ms < mark_started - grace_ms
+                        && !referenced.contains(&block.hash.to_hex())
+                })
+                .map(|block| block.hash)
+                .collect();
+            kept += (stored.len() - candidates.len()) as u64;
+            if candidates.is_empty() {
+                continue;
+            }
+            let _sweeping = self.block_guard.write().await;
+            let names: Vec<String> = candidates.iter().map(BlockHash::to_hex).collect();
+            let still: std::collections::HashSet<String> = self
+                .store
+                .referenced_among(&names)
+                .await?
+                .into_iter()
+                .collect();
+            for hash in candidates {
+                if still.contains(&hash.to_hex()) {
                     kept += 1;
                 } else {
-                    self.blocks.delete(&block.hash).await?;
+                    self.blocks.delete(&hash).await?;
                     deleted += 1;
                 }
             }

@@ -32,7 +32,7 @@ mod tokens;
 
 pub use blocks::{
     check_block_map_entries, check_copy_blocks, check_merge_blocks, check_orphan_block_maps,
-    check_referenced_hashes,
+    check_referenced_among, check_referenced_hashes,
 };
 pub use records::{
     bare_instance, bare_snapshot, bare_task, bare_volume, check_insert_image_with_task,
@@ -79,6 +79,7 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_copy_blocks(store).await;
     check_merge_blocks(store).await;
     check_referenced_hashes(store).await;
+    check_referenced_among(store).await;
     check_claim_client_token(store).await;
     // Empties every record-less map: only after the checks that use them.
     check_orphan_block_maps(store).await;

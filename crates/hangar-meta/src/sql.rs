@@ -121,6 +121,14 @@ fn placeholders(first: usize, count: usize) -> String {
 }
 
 /// `SELECT ... WHERE image_id IN ($1, ..., $count)`.
+/// Which of `count` hashes some block map references.
+pub(crate) fn select_referenced_among(count: usize) -> String {
+    format!(
+        "SELECT DISTINCT hash FROM block_maps WHERE hash IN ({})",
+        placeholders(1, count)
+    )
+}
+
 pub(crate) fn select_images_by_id(count: usize) -> String {
     format!(
         "SELECT {READ_COLUMNS} FROM images WHERE image_id IN ({})",

@@ -559,6 +559,28 @@ impl MetaStore for SqliteStore {
         Ok(())
     }
 
+    async fn referenced_among(&self, hashes: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in hashes.chunks(sql::IN_CHUNK) {
+            let text = sql::select_referenced_among(chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(text));
+            for hash in chunk {
+                query = query.bind(hash.as_str());
+            }
+            let rows = query
+                .fetch_all(&self.reader)
+                .await
+                .map_err(|error| backend("read", "referenced hashes", error))?;
+            for row in &rows {
+                found.push(
+                    row.try_get::<String, _>(0)
+                        .map_err(|error| backend("decode", "referenced hash", error))?,
+                );
+            }
+        }
+        Ok(found)
+    }
+
     async fn delete_orphan_block_maps(&self) -> Result<u64, StoreError> {
         let done = sqlx::query(sql::DELETE_ORPHAN_BLOCKS)
             .execute(&self.writer)

@@ -455,3 +455,24 @@ pub async fn check_orphan_block_maps(store: &dyn MetaStore) {
     assert_eq!(whole_map(store, &snapshot_id).await, owned(&[(0, &h[0])]));
     assert_eq!(whole_map(store, &volume_id).await, owned(&[(1, &h[1])]));
 }
+
+/// `referenced_among` answers which of the given hashes some map references.
+pub async fn check_referenced_among(store: &dyn MetaStore) {
+    let h = hashes_with_fresh_prefix(3);
+    let map = fresh_snapshot_id();
+    fill(store, &map, &[(0, &h[0]), (1, &h[1])]).await;
+    let mut found = ok(
+        store
+            .referenced_among(&[h[0].clone(), h[2].clone(), h[1].clone()])
+            .await,
+        "ask which hashes are referenced",
+    );
+    found.sort();
+    let mut expected = vec![h[0].clone(), h[1].clone()];
+    expected.sort();
+    assert_eq!(
+        found, expected,
+        "conformance: referenced_among must return exactly the referenced ones"
+    );
+    assert!(ok(store.referenced_among(&[]).await, "ask about nothing").is_empty());
+}
