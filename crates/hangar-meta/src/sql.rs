@@ -138,8 +138,9 @@ pub(crate) fn select_images_by_id(count: usize) -> String {
 
 /// A listing query and the values to bind to it, in order; `None` when the
 /// query cannot match anything (an empty `IN` list).
+/// Selects `image_id, revision` (the listing reads documents separately).
 pub(crate) fn list_images(query: &ImageListQuery) -> Option<(String, Vec<&str>)> {
-    let mut sql = format!("SELECT {READ_COLUMNS} FROM images WHERE region = $1");
+    let mut sql = "SELECT image_id, revision FROM images WHERE region = $1".to_string();
     let mut binds = vec![query.region.as_str()];
     for (column, values) in [
         ("owner_id", &query.owner_ids),
@@ -520,7 +521,7 @@ mod tests {
         let (sql, binds) = list_images(&query).expect("some");
         assert_eq!(
             sql,
-            "SELECT image_id, revision, record_version, doc FROM images WHERE region = $1 \
+            "SELECT image_id, revision FROM images WHERE region = $1 \
              AND owner_id IN ($2, $3) AND owner_alias IN ($4) \
              AND state <> 'deregistered' ORDER BY image_id"
         );

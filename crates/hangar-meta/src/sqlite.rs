@@ -1,7 +1,8 @@
 //! The SQLite engine of [`MetaStore`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -51,6 +52,53 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     writer: SqlitePool,
     reader: SqlitePool,
+    decoded: Arc<DecodedImages>,
+}
+
+/// Decoded images by ID, each valid for exactly one revision. Listings read
+/// only IDs and revisions and decode just the images whose revision moved
+/// on: decoding the stored documents was most of a large listing's time. A
+/// revision is bumped by every write, so a hit can never be stale, whoever
+/// wrote (another node included).
+#[derive(Debug, Default)]
+struct DecodedImages {
+    entries: Mutex<HashMap<String, (i64, Arc<Image>)>>,
+}
+
+impl DecodedImages {
+    /// Beyond this many entries the cache starts over, bounding its memory.
+    const MAX_ENTRIES: usize = 100_000;
+
+    fn get(&self, image_id: &str, revision: i64) -> Option<Arc<Image>> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries
+            .get(image_id)
+            .filter(|(cached, _)| *cached == revision)
+            .map(|(_, image)| image.clone())
+    }
+
+    fn put(&self, image: Image) -> Arc<Image> {
+        let image = Arc::new(image);
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(image.image_id.clone(), (image.revision, image.clone()));
+        image
+    }
+
+    fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
 }
 
 impl SqliteStore {
@@ -80,7 +128,9 @@ impl SqliteStore {
             .filename(path)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Sorts and temporary indexes stay in memory, not in temp files.
+            .pragma("temp_store", "memory");
         // WAL is a property of the file: the writer sets it once, the
         // readers find it (switching needs a lock busy_timeout cannot wait for).
         let writer_options = options
@@ -109,6 +159,7 @@ impl SqliteStore {
             path: Some(path.to_owned()),
             writer,
             reader,
+            decoded: Arc::default(),
         })
     }
 
@@ -135,6 +186,7 @@ impl SqliteStore {
             path: None,
             writer: pool.clone(),
             reader: pool,
+            decoded: Arc::default(),
         })
     }
 
@@ -352,10 +404,38 @@ impl MetaStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(|error| backend("list", &format!("images in {}", query.region), error))?;
-        rows.iter().map(decode_row).collect()
+        // IDs and revisions first; documents only for what the cache lacks.
+        let mut listed: Vec<(String, i64, Option<Arc<Image>>)> = Vec::with_capacity(rows.len());
+        let mut missing = Vec::new();
+        for row in &rows {
+            let image_id: String = row
+                .try_get(0)
+                .map_err(column_error("image ?", "image_id"))?;
+            let revision: i64 = row
+                .try_get(1)
+                .map_err(column_error(&image_id, "revision"))?;
+            let cached = self.decoded.get(&image_id, revision);
+            if cached.is_none() {
+                missing.push(image_id.clone());
+            }
+            listed.push((image_id, revision, cached));
+        }
+        let mut fetched: HashMap<String, Arc<Image>> = HashMap::new();
+        for image in self.get_images(&missing).await? {
+            fetched.insert(image.image_id.clone(), self.decoded.put(image));
+        }
+        let mut images = Vec::with_capacity(listed.len());
+        for (image_id, _, cached) in listed {
+            // An image deleted between the two reads is simply not listed.
+            if let Some(image) = cached.or_else(|| fetched.get(&image_id).cloned()) {
+                images.push(Image::clone(&image));
+            }
+        }
+        Ok(images)
     }
 
     async fn reset(&self) -> Result<(), StoreError> {
+        self.decoded.clear();
         let subject = "every record";
         let mut tx = self.begin("reset", subject).await?;
         for statement in sql::DELETE_ALL {

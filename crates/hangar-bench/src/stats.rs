@@ -1,0 +1,112 @@
+//! Percentiles, and process CPU time and memory read from `/proc`.
+
+use std::time::Duration;
+
+/// Latency samples in microseconds.
+#[derive(Default)]
+pub struct Samples(Vec<u32>);
+
+impl Samples {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
+    pub fn push(&mut self, elapsed: Duration) {
+        self.0
+            .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+    }
+
+    pub fn extend(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn sort(&mut self) {
+        self.0.sort_unstable();
+    }
+
+    /// Nearest-rank percentile in milliseconds of sorted samples; 0 when empty.
+    pub fn percentile_ms(&self, quantile: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let rank = (quantile * self.0.len() as f64).ceil() as usize;
+        let index = rank.clamp(1, self.0.len()) - 1;
+        f64::from(self.0[index]) / 1000.0
+    }
+
+    pub fn min_ms(&self) -> f64 {
+        self.0.first().map_or(0.0, |&v| f64::from(v) / 1000.0)
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.0.last().map_or(0.0, |&v| f64::from(v) / 1000.0)
+    }
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ).
+pub fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU time of a process (all its threads) in seconds;
+/// `None` when the process is gone or `/proc` is unreadable.
+pub fn cpu_seconds(pid: &str, ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields resume after ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // After ')' the fields start at 3 (state); utime is 14, stime 15.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks)
+}
+
+/// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`, `RssAnon`, ...).
+pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
+/// kB (KiB) as decimal megabytes.
+pub fn kib_to_mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut samples = Samples::default();
+        for micros in 1..=100 {
+            samples.push(Duration::from_micros(micros * 1000));
+        }
+        samples.sort();
+        assert_eq!(samples.percentile_ms(0.5), 50.0);
+        assert_eq!(samples.percentile_ms(0.99), 99.0);
+        assert_eq!(samples.percentile_ms(1.0), 100.0);
+        assert_eq!(samples.min_ms(), 1.0);
+    }
+
+    #[test]
+    fn own_process() {
+        let me = std::process::id().to_string();
+        assert!(status_kib(&me, "VmRSS").unwrap() > 0);
+        assert!(cpu_seconds(&me, clock_ticks()).is_some());
+    }
+}
