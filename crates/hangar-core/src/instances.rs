@@ -749,7 +749,8 @@ impl Hangar {
                 "The parameter volumeSet cannot be used with the parameter maxResults".into(),
             ));
         }
-        let max_results = page::check_max_results(max_results, 5, 500)?;
+        // AWS documents 5 to 500; the AWS CLI pages with 1000, so accept that.
+        let max_results = page::check_max_results(max_results, 5, 1000)?;
         filter::check_limits(filters)?;
         for volume_id in volume_ids {
             check_id(ResourceKind::Volume, ids::VOLUME, volume_id)?;
