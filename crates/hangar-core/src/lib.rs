@@ -7,6 +7,7 @@
 //! implement the [`repo::MetaStore`] trait defined here.
 
 pub mod blocks;
+pub mod buckets;
 pub mod build;
 pub mod catalog;
 pub mod clock;

@@ -449,3 +449,39 @@ pub struct Task {
 impl Task {
     pub const RECORD_VERSION: i64 = 1;
 }
+
+/// The four switches of an S3 Block Public Access configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    /// Every switch on: what a new bucket gets, as S3 does since April 2023.
+    pub const ALL_BLOCKED: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+}
+
+/// An S3 bucket: a name unique across the whole deployment (every account
+/// and region), owned by one account and living in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub name: String,
+    pub region: String,
+    pub owner_id: String,
+    pub created_ms: EpochMillis,
+    /// `None` after `DeletePublicAccessBlock`.
+    pub public_access_block: Option<PublicAccessBlock>,
+    pub revision: i64,
+}
+
+impl Bucket {
+    pub const RECORD_VERSION: i64 = 1;
+}

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::{Image, Instance, Snapshot, Task, Volume};
+use crate::model::{Bucket, Image, Instance, Snapshot, Task, Volume};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -104,6 +104,18 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
     /// Tasks not yet completed or failed, oldest first.
     async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError>;
+
+    // S3 buckets, keyed by name: one name space for every account and
+    // region. `update_bucket` follows the revision rule of `update_image`.
+    /// Fails with `DuplicateId` when a bucket of that name exists, whoever
+    /// owns it and wherever it lives.
+    async fn insert_bucket(&self, bucket: &Bucket) -> Result<(), StoreError>;
+    async fn update_bucket(&self, bucket: &Bucket) -> Result<i64, StoreError>;
+    async fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError>;
+    /// The buckets one account owns, in every region, ordered by name.
+    async fn list_buckets(&self, owner_id: &str) -> Result<Vec<Bucket>, StoreError>;
+    /// Returns whether it existed.
+    async fn delete_bucket(&self, name: &str) -> Result<bool, StoreError>;
 
     // Block maps: for a snapshot or volume ID, which block holds the data at
     // each 512 KiB index. `hash` is the hex SHA-256 of the block, or

@@ -27,12 +27,17 @@ use hangar_core::model::{
 use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
 
 mod blocks;
+mod buckets;
 mod records;
 mod tokens;
 
 pub use blocks::{
     check_block_map_entries, check_copy_blocks, check_merge_blocks, check_orphan_block_maps,
     check_referenced_among, check_referenced_hashes,
+};
+pub use buckets::{
+    check_bucket_delete, check_bucket_listing, check_bucket_names_are_global,
+    check_bucket_revisions, check_bucket_roundtrip, fresh_bucket_name, sample_bucket,
 };
 pub use records::{
     bare_instance, bare_snapshot, bare_task, bare_volume, check_insert_image_with_task,
@@ -83,6 +88,12 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_claim_client_token(store).await;
     // Empties every record-less map: only after the checks that use them.
     check_orphan_block_maps(store).await;
+    // Buckets.
+    check_bucket_roundtrip(store).await;
+    check_bucket_names_are_global(store).await;
+    check_bucket_revisions(store).await;
+    check_bucket_listing(store).await;
+    check_bucket_delete(store).await;
     check_reset(store).await;
 }
 
@@ -846,6 +857,8 @@ pub async fn check_reset(store: &dyn MetaStore) {
     ok(store.insert_volume(&volume).await, "insert a volume");
     ok(store.insert_instance(&instance).await, "insert an instance");
     ok(store.insert_task(&task).await, "insert a task");
+    let bucket = sample_bucket(&fresh_bucket_name(), &region, &owner);
+    ok(store.insert_bucket(&bucket).await, "insert a bucket");
     let hashes = hashes_with_fresh_prefix(2);
     for map_id in [&snapshot.snapshot_id, &volume.volume_id] {
         ok(store.put_block(map_id, 0, &hashes[0]).await, "put a block");
@@ -908,6 +921,14 @@ pub async fn check_reset(store: &dyn MetaStore) {
     assert!(
         ok(store.referenced_hashes(None, 10).await, "list hashes").is_empty(),
         "conformance: after a reset no hash is referenced"
+    );
+    assert_eq!(
+        ok(
+            store.get_bucket(&bucket.name).await,
+            "read a bucket after reset"
+        ),
+        None,
+        "conformance: reset must remove buckets"
     );
     assert_eq!(
         ok(

@@ -3,7 +3,7 @@
 //! `ON CONFLICT ... DO NOTHING / DO UPDATE` (SQLite 3.24+, PostgreSQL 9.5+).
 //! Every statement reads or writes whole rows in the column order below.
 
-use hangar_core::model::{Image, Instance, Snapshot, Task, TaskState, Volume};
+use hangar_core::model::{Bucket, Image, Instance, Snapshot, Task, TaskState, Volume};
 use hangar_core::repo::{ImageListQuery, RecordQuery};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -279,6 +279,34 @@ impl Record for Task {
     }
     fn state(&self) -> &'static str {
         task_state_word(self.state)
+    }
+    fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+    fn set_revision(&mut self, revision: i64) {
+        self.revision = revision;
+    }
+}
+
+/// Buckets: the ID is the bucket name, so the primary key makes names unique
+/// across every owner and region. The `state` column is always `active`.
+impl Record for Bucket {
+    const KIND: &'static str = "bucket";
+    const RECORD_VERSION: i64 = Bucket::RECORD_VERSION;
+    fn id(&self) -> &str {
+        &self.name
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+    fn state(&self) -> &'static str {
+        "active"
     }
     fn created_ms(&self) -> i64 {
         self.created_ms

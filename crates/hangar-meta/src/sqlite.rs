@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use hangar_core::model::{Image, Instance, Snapshot, Task, Volume};
+use hangar_core::model::{Bucket, Image, Instance, Snapshot, Task, Volume};
 use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
@@ -530,6 +530,32 @@ impl MetaStore for SqliteStore {
     }
     async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
         self.get_record(task_id).await
+    }
+
+    async fn insert_bucket(&self, bucket: &Bucket) -> Result<(), StoreError> {
+        self.insert_record(bucket).await
+    }
+    async fn update_bucket(&self, bucket: &Bucket) -> Result<i64, StoreError> {
+        self.update_record(bucket).await
+    }
+    async fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError> {
+        self.get_record(name).await
+    }
+    async fn list_buckets(&self, owner_id: &str) -> Result<Vec<Bucket>, StoreError> {
+        let query = RecordQuery {
+            region: None,
+            owner_ids: Some(vec![owner_id.to_owned()]),
+        };
+        self.list_records(&query).await
+    }
+    async fn delete_bucket(&self, name: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(sql::DELETE_RECORD)
+            .bind(<Bucket as Record>::KIND)
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("delete", &subject_of::<Bucket>(name), error))?;
+        Ok(deleted.rows_affected() == 1)
     }
 
     async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {

@@ -49,6 +49,10 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
         return dev_helper(&state, request.method(), "reset").await;
     }
 
+    if is_s3(&request) {
+        return s3(&state, request, &request_id, started).await;
+    }
+
     let (parts, body) = request.into_parts();
     let body = match to_bytes(body, state.config.limits.max_body_bytes).await {
         Ok(body) => body,
@@ -192,6 +196,54 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
             &request_id,
         ),
     }
+}
+
+/// Whether a request is for S3: its credential scope names `s3`, or it is
+/// unsigned and addressed to a bucket path (anything but `/`, which is EC2's,
+/// and `/snapshots...`, which is EBS's), so S3 can refuse it in its own words.
+/// Only the headers and query are read; the body stays a stream.
+fn is_s3(request: &Request<Body>) -> bool {
+    let header_pairs = header_pairs(request.headers());
+    let header_refs: Vec<(&str, &str)> = header_pairs
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let path = request.uri().path();
+    let parts = RequestParts {
+        method: request.method().as_str(),
+        path,
+        query: request.uri().query().unwrap_or(""),
+        headers: &header_refs,
+        payload_sha256_hex: None,
+    };
+    match crate::auth::Authenticator::peek(&parts) {
+        Ok(parsed) => parsed.service == "s3",
+        Err(AuthError::MissingAuthenticationToken) => {
+            path != "/" && path != "/snapshots" && !path.starts_with("/snapshots/")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Hands an S3 request to `hangar-s3`, body unread.
+async fn s3(
+    state: &AppState,
+    request: Request<Body>,
+    request_id: &str,
+    started: Instant,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = state.s3.handle(request, request_id).await;
+    tracing::info!(
+        request_id,
+        method = %method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "s3"
+    );
+    response.map(Body::new)
 }
 
 /// Headers as (name, value) text pairs. Values that are not visible ASCII

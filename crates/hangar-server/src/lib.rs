@@ -71,9 +71,29 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
             .map_err(|error| anyhow::anyhow!("cannot seed the starter catalogue: {error}"))?;
     }
     let authenticator = Authenticator::from_config(&config);
+    let hangar = Arc::new(hangar);
+    let s3_mode = if config.dev_mode() {
+        hangar_s3::Mode::Dev {
+            default_account: auth::DEV_DEFAULT_ACCOUNT.to_string(),
+        }
+    } else {
+        hangar_s3::Mode::Strict(
+            config
+                .accounts
+                .iter()
+                .map(|account| hangar_s3::S3Account {
+                    account_id: account.id.clone(),
+                    access_key_id: account.access_key_id.clone(),
+                    secret: account.secret_access_key.clone(),
+                })
+                .collect(),
+        )
+    };
+    let s3 = hangar_s3::Gateway::new(hangar.clone(), s3_mode, config.regions.clone());
     Ok(Arc::new(AppState {
         config,
         hangar,
+        s3,
         authenticator,
         waker,
     }))

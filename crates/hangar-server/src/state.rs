@@ -10,7 +10,9 @@ use crate::workers::Waker;
 
 pub struct AppState {
     pub config: Config,
-    pub hangar: Hangar,
+    pub hangar: Arc<Hangar>,
+    /// The S3 protocol layer (it shares `hangar`).
+    pub s3: hangar_s3::Gateway,
     pub authenticator: Authenticator,
     pub waker: Arc<Waker>,
 }

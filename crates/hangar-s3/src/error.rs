@@ -1,0 +1,115 @@
+//! The one place where domain errors get their S3 code and HTTP status.
+
+use hangar_core::buckets::BucketError;
+use http::StatusCode;
+use s3s::{S3Error, S3ErrorCode};
+
+/// A bucket error as S3 names it. `Internal` becomes a bare `InternalError`;
+/// its detail goes to the log only.
+pub(crate) fn from_bucket_error(error: BucketError) -> S3Error {
+    let code = match &error {
+        BucketError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
+        BucketError::BucketAlreadyExists(_) => S3ErrorCode::BucketAlreadyExists,
+        BucketError::BucketAlreadyOwnedByYou(_) => S3ErrorCode::BucketAlreadyOwnedByYou,
+        BucketError::NoSuchBucket(_) => S3ErrorCode::NoSuchBucket,
+        BucketError::AccessDenied(_) => S3ErrorCode::AccessDenied,
+        BucketError::InvalidLocationConstraint(_) => S3ErrorCode::InvalidLocationConstraint,
+        BucketError::IllegalLocationConstraint { .. } => {
+            S3ErrorCode::IllegalLocationConstraintException
+        }
+        BucketError::NoSuchPublicAccessBlockConfiguration(_) => {
+            let mut s3 = S3Error::with_message(
+                S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into()),
+                error.to_string(),
+            );
+            s3.set_status_code(StatusCode::NOT_FOUND);
+            return s3;
+        }
+        BucketError::BucketNotEmpty(_) => S3ErrorCode::BucketNotEmpty,
+        BucketError::Internal(detail) => {
+            tracing::error!(detail, "internal error");
+            return S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "We encountered an internal error. Please try again.",
+            );
+        }
+    };
+    S3Error::with_message(code, error.to_string())
+}
+
+/// A credential scope naming a region this deployment does not serve.
+pub(crate) fn unknown_region(region: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::AuthorizationHeaderMalformed,
+        format!(
+            "The authorization header is malformed; the region '{region}' is not served by this endpoint"
+        ),
+    )
+}
+
+/// Anonymous requests: nothing in this slice is public.
+pub(crate) fn anonymous() -> S3Error {
+    S3Error::with_message(S3ErrorCode::AccessDenied, "Access Denied")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let cases = [
+            (
+                BucketError::InvalidBucketName("x".into()),
+                400,
+                "InvalidBucketName",
+            ),
+            (
+                BucketError::BucketAlreadyExists("b".into()),
+                409,
+                "BucketAlreadyExists",
+            ),
+            (
+                BucketError::BucketAlreadyOwnedByYou("b".into()),
+                409,
+                "BucketAlreadyOwnedByYou",
+            ),
+            (BucketError::NoSuchBucket("b".into()), 404, "NoSuchBucket"),
+            (BucketError::AccessDenied("b".into()), 403, "AccessDenied"),
+            (
+                BucketError::InvalidLocationConstraint("x".into()),
+                400,
+                "InvalidLocationConstraint",
+            ),
+            (
+                BucketError::IllegalLocationConstraint {
+                    constraint: None,
+                    region: "us-west-2".into(),
+                },
+                400,
+                "IllegalLocationConstraintException",
+            ),
+            (
+                BucketError::NoSuchPublicAccessBlockConfiguration("b".into()),
+                404,
+                "NoSuchPublicAccessBlockConfiguration",
+            ),
+            (
+                BucketError::BucketNotEmpty("b".into()),
+                409,
+                "BucketNotEmpty",
+            ),
+            (
+                BucketError::Internal("disk on fire".into()),
+                500,
+                "InternalError",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let s3 = from_bucket_error(error);
+            assert_eq!(s3.code().as_str(), code);
+            assert_eq!(s3.status_code().map(|s| s.as_u16()), Some(status), "{code}");
+            assert!(!s3.message().unwrap_or("").contains("disk on fire"));
+        }
+    }
+}
