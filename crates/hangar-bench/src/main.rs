@@ -4,6 +4,7 @@
 //! turns those lines into the markdown table of `docs/benchmarks.md`.
 
 mod client;
+mod data;
 mod phases;
 mod report;
 mod sign;
@@ -145,6 +146,100 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
+    },
+    /// StartSnapshot, PutSnapshotBlock for every block (pseudo-random,
+    /// distinct, incompressible data) over C connections, CompleteSnapshot.
+    EbsWrite {
+        #[command(flatten)]
+        target: Target,
+        /// VolumeSize of the snapshot, GiB.
+        #[arg(long, default_value_t = 1)]
+        volume_size: usize,
+        /// Blocks to write, from index 0; default: all (2048 per GiB).
+        #[arg(long)]
+        blocks: Option<usize>,
+        /// Block contents depend only on the seed and the block index.
+        #[arg(long, default_value_t = 0x4841_4e47_4152)]
+        seed: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Up to this much data is generated and hashed before the clock
+        /// starts; beyond it, a generator thread makes blocks while sending.
+        #[arg(long, default_value_t = 2048)]
+        pregenerate_max_mib: usize,
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// ListSnapshotBlocks (all pages), then GetSnapshotBlock for every block
+    /// over C connections, each body checked against its x-amz-Checksum.
+    EbsRead {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        snapshot_id: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// How many blocks the listing must hold.
+        #[arg(long)]
+        expect: Option<usize>,
+        /// maxResults of each ListSnapshotBlocks page.
+        #[arg(long, default_value_t = 1000)]
+        page: usize,
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// hangar-blocks' LocalBlockStore in this process (no HTTP): puts N
+    /// distinct blocks with C tasks, then gets them all back.
+    BlocksDirect {
+        /// The store's root directory (put it on the disk under test).
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2048)]
+        blocks: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 0x4841_4e47_4152)]
+        seed: u64,
+        /// Also read everything again after evicting the files from the
+        /// page cache.
+        #[arg(long)]
+        cold: bool,
+        #[arg(long)]
+        results: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Drops every file under a directory from the page cache.
+    Evict {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// RegisterImage on a snapshot, RunInstances, then R times: CreateImage
+    /// until available, CopyImage (same region) of it until available.
+    ImageBuild {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        snapshot_id: String,
+        /// The snapshot's size (the root mapping's VolumeSize), GiB.
+        #[arg(long, default_value_t = 1)]
+        volume_size: usize,
+        /// Data blocks the new images' snapshots must map (checked once,
+        /// outside the timings).
+        #[arg(long)]
+        expect_blocks: Option<usize>,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// DescribeImages polling interval, ms.
+        #[arg(long, default_value_t = 5.0)]
+        poll_ms: f64,
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Prints the markdown summary of a scripts/bench-data results file.
+    ReportData {
+        #[arg(long)]
+        results: PathBuf,
     },
     /// Prints a free loopback TCP port.
     FreePort,
@@ -330,6 +425,92 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::WaitReady { target, timeout } => {
             phases::wait_ready(&target.resolve()?, timeout).await
         }
+        Command::EbsWrite {
+            target,
+            volume_size,
+            blocks,
+            seed,
+            concurrency,
+            pregenerate_max_mib,
+            server_pid,
+        } => {
+            let options = data::EbsWriteOptions {
+                volume_size,
+                blocks,
+                seed,
+                concurrency,
+                pregenerate_max_mib,
+                server_pid,
+            };
+            data::ebs_write(&target.resolve()?, options).await
+        }
+        Command::EbsRead {
+            target,
+            snapshot_id,
+            concurrency,
+            expect,
+            page,
+            server_pid,
+        } => {
+            data::ebs_read(
+                &target.resolve()?,
+                &snapshot_id,
+                concurrency,
+                expect,
+                page,
+                server_pid,
+            )
+            .await
+        }
+        Command::BlocksDirect {
+            dir,
+            blocks,
+            concurrency,
+            seed,
+            cold,
+            results,
+            label,
+        } => {
+            data::blocks_direct(data::DirectOptions {
+                dir: &dir,
+                blocks,
+                concurrency,
+                seed,
+                cold,
+                results: results.as_deref(),
+                label: &label,
+            })
+            .await
+        }
+        Command::Evict { dir } => {
+            let (files, bytes) = data::evict(&dir)?;
+            println!(
+                "evicted {files} files ({:.0} MiB) under {} from the page cache",
+                bytes as f64 / 1_048_576.0,
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::ImageBuild {
+            target,
+            snapshot_id,
+            volume_size,
+            expect_blocks,
+            repeat,
+            poll_ms,
+            server_pid,
+        } => {
+            let options = data::ImageBuildOptions {
+                snapshot_id,
+                volume_size,
+                expect_blocks,
+                repeat,
+                poll_ms,
+                server_pid,
+            };
+            data::image_build(&target.resolve()?, options).await
+        }
+        Command::ReportData { results } => report::print_data(&results),
         Command::FreePort => {
             println!("{}", phases::free_port()?);
             Ok(())

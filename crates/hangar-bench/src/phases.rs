@@ -18,7 +18,7 @@ use crate::sign::{EC2_VERSION, Signer, encode};
 use crate::stats::{self, Samples};
 use crate::{Endpoint, record};
 
-fn signer(endpoint: &Endpoint, index: usize) -> anyhow::Result<Signer> {
+pub(crate) fn signer(endpoint: &Endpoint, index: usize) -> anyhow::Result<Signer> {
     let credentials = endpoint.accounts.get(index).cloned().ok_or_else(|| {
         anyhow!(
             "{} needs at least {} [[accounts]]",
@@ -30,7 +30,7 @@ fn signer(endpoint: &Endpoint, index: usize) -> anyhow::Result<Signer> {
 }
 
 /// The text of the first `<tag>...</tag>` in `body`.
-fn first_element<'a>(body: &'a [u8], tag: &str) -> Option<&'a str> {
+pub(crate) fn first_element<'a>(body: &'a [u8], tag: &str) -> Option<&'a str> {
     let text = std::str::from_utf8(body).ok()?;
     let open = format!("<{tag}>");
     let start = text.find(&open)? + open.len();
@@ -44,11 +44,11 @@ fn count_occurrences(body: &[u8], needle: &[u8]) -> usize {
         .count()
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned()
 }
 
-fn run_nonce() -> String {
+pub(crate) fn run_nonce() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos());
@@ -642,7 +642,7 @@ async fn one_startup(
     outcome
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => 0.0,

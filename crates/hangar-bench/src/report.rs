@@ -199,3 +199,238 @@ pub fn print(path: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn cpu_pair(value: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(generator) = value["generator_cpu_pct"].as_f64() {
+        parts.push(format!(
+            "generator {generator:.0}% (sys {:.0}%)",
+            number(value, "generator_sys_pct")
+        ));
+    }
+    if let Some(server) = value["server_cpu_pct"].as_f64() {
+        parts.push(format!(
+            "server {server:.0}% (sys {:.0}%)",
+            number(value, "server_sys_pct")
+        ));
+    }
+    parts.join(" / ")
+}
+
+fn median_of(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The markdown summary of `scripts/bench-data`'s results.
+pub fn print_data(path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let results: Vec<Value> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a results line is not JSON")?;
+
+    let mut rows: Vec<[String; 2]> = Vec::new();
+    for result in &results {
+        let label = result["label"].as_str().unwrap_or("");
+        match result["phase"].as_str().unwrap_or("") {
+            "ebs-write" => rows.push([
+                format!(
+                    "EBS write ({label}): StartSnapshot VolumeSize={} + {} × PutSnapshotBlock ({:.0} MiB) over {} connections + CompleteSnapshot",
+                    result["volume_size_gib"],
+                    result["blocks"],
+                    number(result, "mib"),
+                    result["concurrency"]
+                ),
+                format!(
+                    "**{:.1} MiB/s** ({:.2} s); put p50 {:.1} ms, p99 {:.1} ms; CompleteSnapshot {:.1} ms; CPU {}; server wrote {:.0} MiB to storage",
+                    number(result, "mib_s"),
+                    number(result, "seconds"),
+                    number(result, "p50_ms"),
+                    number(result, "p99_ms"),
+                    number(result, "complete_ms"),
+                    cpu_pair(result),
+                    number(result, "server_written_mib"),
+                ),
+            ]),
+            "ebs-read" => rows.push([
+                format!(
+                    "EBS read ({label}): ListSnapshotBlocks ({} pages) + {} × GetSnapshotBlock ({:.0} MiB), checksums verified, {} connections",
+                    result["pages"],
+                    result["blocks"],
+                    number(result, "mib"),
+                    result["concurrency"]
+                ),
+                format!(
+                    "**{:.1} MiB/s** ({:.2} s; listing {:.1} ms); get p50 {:.1} ms, p99 {:.1} ms; CPU {}; server read {:.0} MiB from storage",
+                    number(result, "mib_s"),
+                    number(result, "seconds"),
+                    number(result, "list_ms"),
+                    number(result, "p50_ms"),
+                    number(result, "p99_ms"),
+                    cpu_pair(result),
+                    number(result, "server_read_mib"),
+                ),
+            ]),
+            "blocks-direct" => {
+                rows.push([
+                    format!(
+                        "Block store direct put: LocalBlockStore in-process, {} blocks ({:.0} MiB), {} tasks",
+                        result["blocks"],
+                        number(result, "mib"),
+                        result["concurrency"]
+                    ),
+                    format!(
+                        "**{:.1} MiB/s** ({:.2} s); p50 {:.1} ms, p99 {:.1} ms; CPU {:.0}% (sys {:.0}%)",
+                        number(result, "put_mib_s"),
+                        number(result, "put_seconds"),
+                        number(result, "put_p50_ms"),
+                        number(result, "put_p99_ms"),
+                        number(result, "put_cpu_pct"),
+                        number(result, "put_sys_pct"),
+                    ),
+                ]);
+                rows.push([
+                    "Block store direct get (SHA-256 verified), page cache warm".into(),
+                    format!(
+                        "**{:.1} MiB/s** ({:.2} s); p50 {:.2} ms, p99 {:.2} ms; CPU {:.0}%",
+                        number(result, "get_warm_mib_s"),
+                        number(result, "get_warm_seconds"),
+                        number(result, "get_warm_p50_ms"),
+                        number(result, "get_warm_p99_ms"),
+                        number(result, "get_warm_cpu_pct"),
+                    ),
+                ]);
+                if result["get_cold_mib_s"].is_number() {
+                    rows.push([
+                        "Block store direct get, files evicted from the page cache".into(),
+                        format!(
+                            "**{:.1} MiB/s** ({:.2} s); p50 {:.2} ms, p99 {:.2} ms; CPU {:.0}%",
+                            number(result, "get_cold_mib_s"),
+                            number(result, "get_cold_seconds"),
+                            number(result, "get_cold_p50_ms"),
+                            number(result, "get_cold_p99_ms"),
+                            number(result, "get_cold_cpu_pct"),
+                        ),
+                    ]);
+                }
+            }
+            "image-build" => {
+                let size = format!(
+                    "{} GiB snapshot, {} data blocks",
+                    result["volume_size_gib"], result["blocks"]
+                );
+                rows.push([
+                    format!("CreateImage until `available` ({label}: {size})"),
+                    format!(
+                        "median **{:.1} ms**, max {:.1} ms over {} (call alone: median {:.1} ms); RunInstances of the image {:.1} ms",
+                        number(result, "create_ms_median"),
+                        number(result, "create_ms_max"),
+                        result["repeat"],
+                        number(result, "create_call_ms_median"),
+                        number(result, "run_instances_ms"),
+                    ),
+                ]);
+                rows.push([
+                    format!("CopyImage (same region) until `available` ({label}: {size})"),
+                    format!(
+                        "median **{:.1} ms**, max {:.1} ms over {} (call alone: median {:.1} ms)",
+                        number(result, "copy_ms_median"),
+                        number(result, "copy_ms_max"),
+                        result["repeat"],
+                        number(result, "copy_call_ms_median"),
+                    ),
+                ]);
+            }
+            "cp" => {
+                let seconds: Vec<f64> = result["seconds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .collect();
+                let middle = median_of(&seconds);
+                rows.push([
+                    format!("`{}` ({:.0} MiB)", result["command"].as_str().unwrap_or("cp"), number(result, "mib")),
+                    format!(
+                        "median **{middle:.2} s** = {:.0} MiB/s (runs: {})",
+                        number(result, "mib") / middle,
+                        seconds
+                            .iter()
+                            .map(|s| format!("{s:.2}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ]);
+            }
+            _ => {}
+        }
+    }
+    let cp = find(&results, "cp", |r| r["label"] == "cp").map(|r| {
+        let seconds: Vec<f64> = r["seconds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect();
+        median_of(&seconds)
+    });
+    if let Some(cp_s) = cp {
+        for build in results.iter().filter(|r| r["phase"] == "image-build") {
+            let create_s = number(build, "create_ms_median") / 1000.0;
+            let copy_s = number(build, "copy_ms_median") / 1000.0;
+            rows.push([
+                format!(
+                    "CreateImage time ({}) ÷ time of the 1 GiB cp",
+                    build["label"].as_str().unwrap_or("")
+                ),
+                format!(
+                    "**{:.4}** ({:.1} ms / {:.2} s: {:.0}× faster); CopyImage ÷ cp {:.4}",
+                    create_s / cp_s,
+                    create_s * 1000.0,
+                    cp_s,
+                    cp_s / create_s,
+                    copy_s / cp_s
+                ),
+            ]);
+        }
+    }
+
+    println!("| Measure | Result |");
+    println!("|---|---|");
+    for [measure, result] in rows {
+        println!("| {measure} | {result} |");
+    }
+    println!();
+    println!(
+        "MiB = 2^20 bytes. CPU in % of one core over the phase (user + system; system alone in brackets)."
+    );
+    let loads: Vec<String> = results
+        .iter()
+        .filter_map(|result| {
+            let load = result["loadavg"].as_str()?;
+            let phase = result["phase"].as_str().unwrap_or("?");
+            let label = result["label"].as_str().unwrap_or("");
+            Some(if label.is_empty() {
+                format!("{phase} {load}")
+            } else {
+                format!("{phase} ({label}) {load}")
+            })
+        })
+        .collect();
+    if !loads.is_empty() {
+        println!(
+            "Load average (1, 5, 15 min) when each phase ended: {}.",
+            loads.join("; ")
+        );
+    }
+    Ok(())
+}

@@ -116,25 +116,53 @@ impl Signer {
         body: Bytes,
         now: OffsetDateTime,
     ) -> anyhow::Result<Prepared> {
+        self.sign_spec(
+            &RequestSpec {
+                method,
+                path,
+                query: "",
+                service,
+                content_type,
+                extra_headers,
+                payload_sha256_hex: None,
+            },
+            body,
+            now,
+        )
+    }
+
+    /// Signs any request. `spec.query` is the raw query string, sent as
+    /// given (its values already percent-encoded); the signature covers its
+    /// canonical form. When `spec.payload_sha256_hex` is given it must be
+    /// the body's SHA-256 (saves hashing a large body twice).
+    pub fn sign_spec(
+        &mut self,
+        spec: &RequestSpec<'_>,
+        body: Bytes,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Prepared> {
         let amz_date = hangar_auth::format_amz_date(now);
         let scope_date = amz_date[..8].to_string();
-        let payload_hash = hex::encode(Sha256::digest(&body));
+        let payload_hash = match spec.payload_sha256_hex {
+            Some(hash) => hash.to_string(),
+            None => hex::encode(Sha256::digest(&body)),
+        };
         let host = self.host.clone();
         let mut header_pairs: Vec<(&str, &str)> = vec![
-            ("content-type", content_type),
+            ("content-type", spec.content_type),
             ("host", host.as_str()),
             ("x-amz-date", amz_date.as_str()),
         ];
-        header_pairs.extend_from_slice(extra_headers);
+        header_pairs.extend_from_slice(spec.extra_headers);
         header_pairs.sort_by(|a, b| a.0.cmp(b.0));
         let signed_headers: Vec<String> = header_pairs
             .iter()
             .map(|(name, _)| (*name).to_string())
             .collect();
         let parts = RequestParts {
-            method: method.as_str(),
-            path,
-            query: "",
+            method: spec.method.as_str(),
+            path: spec.path,
+            query: spec.query,
             headers: &header_pairs,
             payload_sha256_hex: Some(&payload_hash),
         };
@@ -142,7 +170,7 @@ impl Signer {
             access_key_id: self.credentials.access_key_id.clone(),
             scope_date: scope_date.clone(),
             region: self.region.clone(),
-            service: service.into(),
+            service: spec.service.into(),
             signed_headers,
             signature: String::new(),
             amz_date: hangar_auth::parse_amz_date(&amz_date)
@@ -153,7 +181,7 @@ impl Signer {
         let canonical = hangar_auth::canonical_request(&parts, &auth, UriEncoding::Double)
             .map_err(|error| anyhow!("canonical request: {error}"))?;
         let string_to_sign = hangar_auth::string_to_sign(&auth, &canonical);
-        let key = self.key_for(&scope_date, service);
+        let key = self.key_for(&scope_date, spec.service);
         auth.signature = hangar_auth::sign(&key, &string_to_sign);
         let authorization = format!(
             "{} Credential={}/{}, SignedHeaders={}, Signature={}",
@@ -172,13 +200,32 @@ impl Signer {
             );
         }
         headers.insert(AUTHORIZATION, HeaderValue::from_str(&authorization)?);
+        let uri = if spec.query.is_empty() {
+            spec.path.to_string()
+        } else {
+            format!("{}?{}", spec.path, spec.query)
+        };
         Ok(Prepared {
-            method: method.clone(),
-            uri: path.parse().context("request path")?,
+            method: spec.method.clone(),
+            uri: uri.parse().context("request path")?,
             headers,
             body,
         })
     }
+}
+
+/// What [`Signer::sign_spec`] signs, besides the body.
+pub struct RequestSpec<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// Raw query string (no `?`), values percent-encoded; "" for none.
+    pub query: &'a str,
+    pub service: &'a str,
+    pub content_type: &'a str,
+    /// Lower-case names, sent and signed.
+    pub extra_headers: &'a [(&'a str, &'a str)],
+    /// The body's SHA-256 in hex when the caller already has it.
+    pub payload_sha256_hex: Option<&'a str>,
 }
 
 /// Percent-encodes a form value (AWS rule: only unreserved bytes kept).

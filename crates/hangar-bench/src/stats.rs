@@ -72,6 +72,33 @@ pub fn cpu_seconds(pid: &str, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
+/// User and system CPU time of a process (all its threads) in seconds.
+pub fn cpu_split(pid: &str, ticks: f64) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime / ticks, stime / ticks))
+}
+
+/// `read_bytes` and `write_bytes` of `/proc/<pid>/io`: what the process
+/// made the kernel read from and send to storage (page-cache writeback is
+/// charged to the writer).
+pub fn io_bytes(pid: &str) -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| {
+        io.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(':')?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((field("read_bytes")?, field("write_bytes")?))
+}
+
 /// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`, `RssAnon`, ...).
 pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
