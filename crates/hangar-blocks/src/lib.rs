@@ -55,6 +55,7 @@ pub mod conformance;
 pub mod format;
 mod local;
 mod object;
+pub mod objects;
 
 pub use local::LocalBlockStore;
 pub use object::ObjectBlockStore;

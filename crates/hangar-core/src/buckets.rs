@@ -57,6 +57,11 @@ pub enum BucketError {
     NoSuchPublicAccessBlockConfiguration(String),
     #[error("The bucket you tried to delete is not empty")]
     BucketNotEmpty(String),
+    #[error("The specified key does not exist.")]
+    NoSuchKey(String),
+    /// A key of this many bytes: empty, or longer than 1,024.
+    #[error("Your key is too long")]
+    KeyTooLong(usize),
     /// A fault inside Hangar; the wire renders `InternalError` and logs this.
     #[error("internal error: {0}")]
     Internal(String),
@@ -232,12 +237,16 @@ impl Hangar {
         Ok(self.store.list_buckets(&caller.account_id).await?)
     }
 
-    /// `DeleteBucket`. (Buckets hold no objects yet, so they are always
-    /// empty; `BucketNotEmpty` arrives with objects.)
+    /// `DeleteBucket`: only an empty bucket goes (the store checks
+    /// emptiness and deletes in one statement); else `BucketNotEmpty`.
     pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<(), BucketError> {
         self.owned_bucket(caller, name).await?;
         if !self.store.delete_bucket(name).await? {
-            return Err(BucketError::NoSuchBucket(name.to_owned()));
+            // Not deleted: gone meanwhile, or holding objects.
+            return match self.store.get_bucket(name).await? {
+                Some(_) => Err(BucketError::BucketNotEmpty(name.to_owned())),
+                None => Err(BucketError::NoSuchBucket(name.to_owned())),
+            };
         }
         Ok(())
     }

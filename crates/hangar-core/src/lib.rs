@@ -17,6 +17,7 @@ pub mod ids;
 pub mod images;
 pub mod instances;
 pub mod model;
+pub mod objects;
 pub mod page;
 pub mod regions;
 pub mod repo;

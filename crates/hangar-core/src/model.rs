@@ -485,3 +485,25 @@ pub struct Bucket {
 impl Bucket {
     pub const RECORD_VERSION: i64 = 1;
 }
+
+/// An S3 object's record: what `HeadObject` reports and where its bytes
+/// are. The bytes live in one file of the bucket's folder, named by
+/// `file_name` (see [`crate::objects::object_file_name`]), never by the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Object {
+    pub bucket: String,
+    pub key: String,
+    pub size: i64,
+    /// Hex MD5 of the body, without quotes.
+    pub etag: String,
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` headers, names without the prefix, lower case.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub last_modified_ms: EpochMillis,
+    /// The file holding the bytes, inside the bucket's folder.
+    pub file_name: String,
+}
+
+impl S3Object {
+    pub const RECORD_VERSION: i64 = 1;
+}

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::model::{Bucket, Image, Instance, Snapshot, Task, Volume};
+use crate::model::{Bucket, Image, Instance, S3Object, Snapshot, Task, Volume};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -114,8 +114,31 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError>;
     /// The buckets one account owns, in every region, ordered by name.
     async fn list_buckets(&self, owner_id: &str) -> Result<Vec<Bucket>, StoreError>;
-    /// Returns whether it existed.
+    /// Deletes the bucket if it holds no object, in one statement (so an
+    /// object put concurrently is never orphaned). Returns whether a bucket
+    /// was deleted: `false` when there is none *or* it is not empty; the
+    /// caller re-reads to tell which.
     async fn delete_bucket(&self, name: &str) -> Result<bool, StoreError>;
+
+    // S3 objects, keyed by (bucket, key).
+    /// Stores the object, replacing the one under the same key, in one
+    /// transaction, and returns the replaced record (whose file the caller
+    /// removes). Fails with `Conflict(bucket)` when the bucket does not
+    /// exist (deleted meanwhile); nothing is stored then.
+    async fn put_object(&self, object: &S3Object) -> Result<Option<S3Object>, StoreError>;
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<S3Object>, StoreError>;
+    /// Removes the object and returns its record, `None` when there was none.
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<S3Object>, StoreError>;
+    /// The bucket's objects whose key starts with `prefix` and sorts after
+    /// `after` (when given), in key order (by bytes of UTF-8), at most
+    /// `limit`.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<S3Object>, StoreError>;
 
     // Block maps: for a snapshot or volume ID, which block holds the data at
     // each 512 KiB index. `hash` is the hex SHA-256 of the block, or

@@ -28,6 +28,7 @@ use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO
 
 mod blocks;
 mod buckets;
+mod objects;
 mod records;
 mod tokens;
 
@@ -38,6 +39,10 @@ pub use blocks::{
 pub use buckets::{
     check_bucket_delete, check_bucket_listing, check_bucket_names_are_global,
     check_bucket_revisions, check_bucket_roundtrip, fresh_bucket_name, sample_bucket,
+};
+pub use objects::{
+    check_object_delete, check_object_listing, check_object_needs_bucket, check_object_roundtrip,
+    sample_object,
 };
 pub use records::{
     bare_instance, bare_snapshot, bare_task, bare_volume, check_insert_image_with_task,
@@ -94,6 +99,11 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_bucket_revisions(store).await;
     check_bucket_listing(store).await;
     check_bucket_delete(store).await;
+    // Objects.
+    check_object_roundtrip(store).await;
+    check_object_needs_bucket(store).await;
+    check_object_listing(store).await;
+    check_object_delete(store).await;
     check_reset(store).await;
 }
 
@@ -859,6 +869,8 @@ pub async fn check_reset(store: &dyn MetaStore) {
     ok(store.insert_task(&task).await, "insert a task");
     let bucket = sample_bucket(&fresh_bucket_name(), &region, &owner);
     ok(store.insert_bucket(&bucket).await, "insert a bucket");
+    let object = sample_object(&bucket.name, "reset/me", "aa");
+    ok(store.put_object(&object).await, "put an object");
     let hashes = hashes_with_fresh_prefix(2);
     for map_id in [&snapshot.snapshot_id, &volume.volume_id] {
         ok(store.put_block(map_id, 0, &hashes[0]).await, "put a block");
@@ -910,6 +922,14 @@ pub async fn check_reset(store: &dyn MetaStore) {
         ok(store.get_task(&task.task_id).await, "get the task"),
         None,
         "conformance: reset must remove every task"
+    );
+    assert_eq!(
+        ok(
+            store.get_object(&bucket.name, &object.key).await,
+            "get the object"
+        ),
+        None,
+        "conformance: reset must remove every object"
     );
     for map_id in [&snapshot.snapshot_id, &volume.volume_id, "orphan-map"] {
         assert_eq!(

@@ -42,8 +42,9 @@ pub(crate) const SELECT_LIVE_NAME_HOLDER: &str = "SELECT image_id FROM images \
      ORDER BY image_id LIMIT 1";
 
 /// What `reset` runs, in one transaction.
-pub(crate) const DELETE_ALL: [&str; 4] = [
+pub(crate) const DELETE_ALL: [&str; 5] = [
     "DELETE FROM images",
+    "DELETE FROM objects",
     "DELETE FROM records",
     "DELETE FROM block_maps",
     "DELETE FROM client_tokens",
@@ -355,6 +356,35 @@ pub(crate) const SELECT_RECORD: &str =
 
 /// Binds: kind, ID.
 pub(crate) const DELETE_RECORD: &str = "DELETE FROM records WHERE kind = $1 AND id = $2";
+
+/// Deletes bucket `$1` only while it holds no object: one statement, so an
+/// object stored concurrently either keeps the bucket or is refused.
+pub(crate) const DELETE_EMPTY_BUCKET: &str = "DELETE FROM records \
+     WHERE kind = 'bucket' AND id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1)";
+
+/// Columns an object read returns, in this order.
+pub(crate) const SELECT_OBJECT: &str =
+    "SELECT record_version, doc FROM objects WHERE bucket = $1 AND object_key = $2";
+
+/// Stores object `($1, $2)` while bucket `$1` exists, replacing the row of
+/// the same key. Binds: bucket, key, record version, document. Affects no
+/// row when the bucket is gone.
+pub(crate) const UPSERT_OBJECT: &str = "INSERT INTO objects \
+     (bucket, object_key, record_version, doc) \
+     SELECT $1, $2, $3, $4 \
+     WHERE EXISTS (SELECT 1 FROM records WHERE kind = 'bucket' AND id = $1) \
+     ON CONFLICT (bucket, object_key) DO UPDATE SET \
+     record_version = excluded.record_version, doc = excluded.doc";
+
+pub(crate) const DELETE_OBJECT: &str = "DELETE FROM objects WHERE bucket = $1 AND object_key = $2";
+
+/// Objects of bucket `$1` whose key starts with `$2` and sorts after `$3`
+/// (`''` for no bound: keys are never empty), in key order, at most `$4`.
+/// `substr`/`length` count characters alike on both engines.
+pub(crate) const LIST_OBJECTS: &str = "SELECT record_version, doc FROM objects \
+     WHERE bucket = $1 AND substr(object_key, 1, length($2)) = $2 AND object_key > $3 \
+     ORDER BY object_key LIMIT $4";
 
 /// The indexed columns of a record plus its serialized form, ready to bind.
 #[derive(Debug, Clone)]

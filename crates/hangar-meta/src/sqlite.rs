@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use hangar_core::model::{Bucket, Image, Instance, Snapshot, Task, Volume};
+use hangar_core::model::{Bucket, Image, Instance, S3Object, Snapshot, Task, Volume};
 use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
@@ -549,13 +549,105 @@ impl MetaStore for SqliteStore {
         self.list_records(&query).await
     }
     async fn delete_bucket(&self, name: &str) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(sql::DELETE_RECORD)
-            .bind(<Bucket as Record>::KIND)
+        let deleted = sqlx::query(sql::DELETE_EMPTY_BUCKET)
             .bind(name)
             .execute(&self.writer)
             .await
             .map_err(|error| backend("delete", &subject_of::<Bucket>(name), error))?;
         Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn put_object(&self, object: &S3Object) -> Result<Option<S3Object>, StoreError> {
+        let subject = object_subject(&object.bucket, &object.key);
+        let doc = serde_json::to_string(object)
+            .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
+        let failed = |error: sqlx::Error| backend("write", &subject, error);
+        let mut tx = self.begin("write", &subject).await?;
+        let previous = sqlx::query(sql::SELECT_OBJECT)
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let previous = previous
+            .as_ref()
+            .map(|row| decode_object_row(row, &subject))
+            .transpose()?;
+        let stored = sqlx::query(sql::UPSERT_OBJECT)
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .bind(S3Object::RECORD_VERSION)
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if stored.rows_affected() != 1 {
+            rollback(tx).await;
+            return Err(StoreError::Conflict(object.bucket.clone()));
+        }
+        commit(tx, "write", &subject).await?;
+        Ok(previous)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<S3Object>, StoreError> {
+        let subject = object_subject(bucket, key);
+        let row = sqlx::query(sql::SELECT_OBJECT)
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| backend("read", &subject, error))?;
+        row.as_ref()
+            .map(|row| decode_object_row(row, &subject))
+            .transpose()
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<S3Object>, StoreError> {
+        let subject = object_subject(bucket, key);
+        let failed = |error: sqlx::Error| backend("delete", &subject, error);
+        let mut tx = self.begin("delete", &subject).await?;
+        let previous = sqlx::query(sql::SELECT_OBJECT)
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let previous = previous
+            .as_ref()
+            .map(|row| decode_object_row(row, &subject))
+            .transpose()?;
+        sqlx::query(sql::DELETE_OBJECT)
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        commit(tx, "delete", &subject).await?;
+        Ok(previous)
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<S3Object>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let subject = format!("objects of bucket {bucket}");
+        let rows = sqlx::query(sql::LIST_OBJECTS)
+            .bind(bucket)
+            .bind(prefix)
+            .bind(after.unwrap_or(""))
+            .bind(sql::limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", &subject, error))?;
+        rows.iter()
+            .map(|row| decode_object_row(row, &subject))
+            .collect()
     }
 
     async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {
@@ -963,6 +1055,25 @@ fn decode_record_row<T: Record>(row: &SqliteRow) -> Result<T, StoreError> {
         .map_err(column("record_version"))?;
     let doc: String = row.try_get("doc").map_err(column("doc"))?;
     sql::decode_record(&id, revision, record_version, &doc).map_err(StoreError::Backend)
+}
+
+fn object_subject(bucket: &str, key: &str) -> String {
+    format!("object {key:?} of bucket {bucket}")
+}
+
+fn decode_object_row(row: &SqliteRow, subject: &str) -> Result<S3Object, StoreError> {
+    let column = |name| column_error(subject, name);
+    let record_version: i64 = row
+        .try_get("record_version")
+        .map_err(column("record_version"))?;
+    let doc: String = row.try_get("doc").map_err(column("doc"))?;
+    if record_version != S3Object::RECORD_VERSION {
+        return Err(StoreError::Backend(format!(
+            "{subject}: unknown record version {record_version}"
+        )));
+    }
+    serde_json::from_str(&doc)
+        .map_err(|error| StoreError::Backend(format!("{subject}: cannot decode: {error}")))
 }
 
 fn column_error<'a>(

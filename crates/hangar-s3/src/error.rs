@@ -26,6 +26,8 @@ pub(crate) fn from_bucket_error(error: BucketError) -> S3Error {
             return s3;
         }
         BucketError::BucketNotEmpty(_) => S3ErrorCode::BucketNotEmpty,
+        BucketError::NoSuchKey(_) => S3ErrorCode::NoSuchKey,
+        BucketError::KeyTooLong(_) => S3ErrorCode::KeyTooLongError,
         BucketError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             return S3Error::with_message(
@@ -99,6 +101,8 @@ mod tests {
                 409,
                 "BucketNotEmpty",
             ),
+            (BucketError::NoSuchKey("k".into()), 404, "NoSuchKey"),
+            (BucketError::KeyTooLong(1025), 400, "KeyTooLongError"),
             (
                 BucketError::Internal("disk on fire".into()),
                 500,
