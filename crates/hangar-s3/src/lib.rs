@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hangar_auth::{AuthError, RequestParts, SecretKey};
+use hangar_blocks::objects::ObjectFiles;
 use hangar_core::{Caller, Hangar};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -72,13 +73,13 @@ const PRESIGN_PARAMETERS: [&str; 7] = [
 ];
 
 impl Gateway {
-    pub fn new(hangar: Arc<Hangar>, mode: Mode, regions: Vec<String>) -> Self {
+    pub fn new(hangar: Arc<Hangar>, files: ObjectFiles, mode: Mode, regions: Vec<String>) -> Self {
         let (accounts, dev_default_account) = match mode {
             Mode::Strict(accounts) => (accounts, None),
             Mode::Dev { default_account } => (Vec::new(), Some(default_account)),
         };
         let dev_mode = dev_default_account.is_some();
-        let s3 = ops::HangarS3::new(hangar, &accounts, regions.clone(), dev_mode);
+        let s3 = ops::HangarS3::new(hangar, files, &accounts, regions.clone(), dev_mode);
         let mut builder = S3ServiceBuilder::new(s3);
         if !dev_mode {
             builder.set_auth(auth::AccountAuth::new(accounts));

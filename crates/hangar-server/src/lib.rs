@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use hangar_blocks::LocalBlockStore;
+use hangar_blocks::objects::ObjectFiles;
 use hangar_core::blocks::BlockStore;
 use hangar_core::clock::SystemClock;
 use hangar_core::{Hangar, Settings};
@@ -52,6 +53,14 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     if swept > 0 {
         tracing::warn!(swept, "removed leftovers of interrupted block writes");
     }
+    let object_files = ObjectFiles::open(&config.data_dir.join("buckets"))
+        .map_err(|error| anyhow::anyhow!("cannot open the object files: {error}"))?;
+    let swept = object_files
+        .sweep_temporary()
+        .map_err(|error| anyhow::anyhow!("cannot sweep the object files: {error}"))?;
+    if swept > 0 {
+        tracing::warn!(swept, "removed leftovers of interrupted object writes");
+    }
     let mut settings = Settings::new(config.partition.clone(), config.regions.clone());
     settings.deregistered_visible_ms = (config.images.deregistered_visible_secs as i64) * 1000;
     settings.instance_transition_ms = config.instances.transition_ms as i64;
@@ -89,7 +98,12 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
                 .collect(),
         )
     };
-    let s3 = hangar_s3::Gateway::new(hangar.clone(), s3_mode, config.regions.clone());
+    let s3 = hangar_s3::Gateway::new(
+        hangar.clone(),
+        object_files,
+        s3_mode,
+        config.regions.clone(),
+    );
     Ok(Arc::new(AppState {
         config,
         hangar,
