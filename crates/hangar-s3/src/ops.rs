@@ -325,6 +325,24 @@ fn listed(bucket: &Bucket) -> dto::Bucket {
 }
 
 /// `ExpectedBucketOwner`: a bucket of another owner reads as `AccessDenied`.
+impl HangarS3 {
+    /// The caller's bucket, also checked against `ExpectedBucketOwner`.
+    async fn owned(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        expected: Option<&String>,
+    ) -> S3Result<Bucket> {
+        let bucket = self
+            .hangar
+            .owned_bucket(caller, bucket)
+            .await
+            .map_err(from_bucket_error)?;
+        check_expected_owner(expected, &bucket)?;
+        Ok(bucket)
+    }
+}
+
 fn check_expected_owner(expected: Option<&String>, bucket: &Bucket) -> S3Result<()> {
     match expected {
         Some(expected) if expected != &bucket.owner_id => Err(from_bucket_error(
@@ -593,11 +611,12 @@ impl S3 for HangarS3 {
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let caller = self.caller(&request)?;
         let bucket = self
-            .hangar
-            .owned_bucket(&caller, &request.input.bucket)
-            .await
-            .map_err(from_bucket_error)?;
-        check_expected_owner(request.input.expected_bucket_owner.as_ref(), &bucket)?;
+            .owned(
+                &caller,
+                &request.input.bucket,
+                request.input.expected_bucket_owner.as_ref(),
+            )
+            .await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(bucket.region),
             ..HeadBucketOutput::default()
@@ -657,11 +676,12 @@ impl S3 for HangarS3 {
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let caller = self.caller(&request)?;
         let bucket = self
-            .hangar
-            .owned_bucket(&caller, &request.input.bucket)
-            .await
-            .map_err(from_bucket_error)?;
-        check_expected_owner(request.input.expected_bucket_owner.as_ref(), &bucket)?;
+            .owned(
+                &caller,
+                &request.input.bucket,
+                request.input.expected_bucket_owner.as_ref(),
+            )
+            .await?;
         self.hangar
             .delete_bucket(&caller, &bucket.name)
             .await
@@ -675,11 +695,12 @@ impl S3 for HangarS3 {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let caller = self.caller(&request)?;
         let bucket = self
-            .hangar
-            .owned_bucket(&caller, &request.input.bucket)
-            .await
-            .map_err(from_bucket_error)?;
-        check_expected_owner(request.input.expected_bucket_owner.as_ref(), &bucket)?;
+            .owned(
+                &caller,
+                &request.input.bucket,
+                request.input.expected_bucket_owner.as_ref(),
+            )
+            .await?;
         // S3 reports `us-east-1` as no constraint at all.
         let location_constraint = (bucket.region != hangar_core::buckets::DEFAULT_REGION)
             .then(|| BucketLocationConstraint::from(bucket.region));
@@ -694,11 +715,12 @@ impl S3 for HangarS3 {
     ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
         let caller = self.caller(&request)?;
         let bucket = self
-            .hangar
-            .owned_bucket(&caller, &request.input.bucket)
-            .await
-            .map_err(from_bucket_error)?;
-        check_expected_owner(request.input.expected_bucket_owner.as_ref(), &bucket)?;
+            .owned(
+                &caller,
+                &request.input.bucket,
+                request.input.expected_bucket_owner.as_ref(),
+            )
+            .await?;
         let configuration = self
             .hangar
             .public_access_block(&caller, &bucket.name)
@@ -716,11 +738,8 @@ impl S3 for HangarS3 {
         let caller = self.caller(&request)?;
         let input = request.input;
         let bucket = self
-            .hangar
-            .owned_bucket(&caller, &input.bucket)
-            .await
-            .map_err(from_bucket_error)?;
-        check_expected_owner(input.expected_bucket_owner.as_ref(), &bucket)?;
+            .owned(&caller, &input.bucket, input.expected_bucket_owner.as_ref())
+            .await?;
         let configuration = from_wire(&input.public_access_block_configuration);
         self.hangar
             .set_public_access_block(&caller, &bucket.name, Some(configuration))
@@ -735,11 +754,12 @@ impl S3 for HangarS3 {
     ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
         let caller = self.caller(&request)?;
         let bucket = self
-            .hangar
-            .owned_bucket(&caller, &request.input.bucket)
-            .await
-            .map_err(from_bucket_error)?;
-        check_expected_owner(request.input.expected_bucket_owner.as_ref(), &bucket)?;
+            .owned(
+                &caller,
+                &request.input.bucket,
+                request.input.expected_bucket_owner.as_ref(),
+            )
+            .await?;
         self.hangar
             .set_public_access_block(&caller, &bucket.name, None)
             .await
