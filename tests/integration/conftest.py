@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,9 @@ class HangarServer:
     extra_config: str = ""
     env_extra: dict = field(default_factory=dict)
     data_dir: Optional[Path] = None
+    # The CA that signed the server's certificate: set it when extra_config
+    # names tls_cert/tls_key, and every helper speaks HTTPS trusting it.
+    ca_bundle: Optional[Path] = None
     port: int = 0
     process: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
@@ -253,7 +257,8 @@ class HangarServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ca_bundle else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> "HangarServer":
         if not HANGAR_BIN.exists():
@@ -294,7 +299,10 @@ class HangarServer:
             if self.process.poll() is not None:
                 break
             try:
-                with urllib.request.urlopen(self.endpoint + "/_hangar/health", timeout=1) as resp:
+                context = ssl.create_default_context(cafile=str(self.ca_bundle)) \
+                    if self.ca_bundle else None
+                with urllib.request.urlopen(self.endpoint + "/_hangar/health", timeout=1,
+                                            context=context) as resp:
                     if resp.status == 200:
                         return
             except Exception as error:  # noqa: BLE001 - keep polling
@@ -351,7 +359,7 @@ class HangarServer:
         validate=False turns botocore's client-side parameter validation off, so
         that the server's own validation is what gets tested."""
         key, secret = self.credentials(account)
-        cache_key = (key, secret, region, service, validate, self.port)
+        cache_key = (key, secret, region, service, validate, self.port, self.ca_bundle)
         cached = _CLIENTS.get(cache_key)
         if cached is not None:
             return cached
@@ -361,6 +369,7 @@ class HangarServer:
             region_name=region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
+            verify=str(self.ca_bundle) if self.ca_bundle else None,
             config=botocore.config.Config(retries={"max_attempts": 1}, read_timeout=60,
                                           parameter_validation=validate),
         )
@@ -391,6 +400,8 @@ class HangarServer:
         )
         command = [sys.executable, "-m", "awscli", *args, "--endpoint-url", self.endpoint,
                    "--output", "json"]
+        if self.ca_bundle:
+            command += ["--ca-bundle", str(self.ca_bundle)]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             return result.returncode, result.stderr

@@ -52,6 +52,7 @@
 //! [`BlockStore::sweep_incomplete`]: hangar_core::blocks::BlockStore::sweep_incomplete
 
 pub mod conformance;
+pub mod crypto;
 pub mod format;
 mod local;
 mod object;

@@ -17,7 +17,7 @@ use crate::service::{Caller, Hangar};
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// How many times a read-modify-write is retried after losing a race.
-const RETRIES: usize = 8;
+pub(crate) const RETRIES: usize = 8;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum BucketError {
@@ -65,6 +65,51 @@ pub enum BucketError {
     /// A fault inside Hangar; the wire renders `InternalError` and logs this.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Object tags break a rule; the message says which.
+    #[error("{0}")]
+    InvalidTag(String),
+    /// A bucket policy Hangar refuses; the message says why, in S3's words.
+    #[error("{0}")]
+    MalformedPolicy(String),
+    #[error("The bucket policy does not exist")]
+    NoSuchBucketPolicy(String),
+    /// A public policy put while the bucket's `BlockPublicPolicy` is on
+    /// (rendered as `AccessDenied`, 403).
+    #[error(
+        "Access Denied: s3:PutBucketPolicy on resource \"arn:aws:s3:::{0}\" is refused because \
+         public policies are blocked by the BlockPublicPolicy block public access setting."
+    )]
+    PublicPolicyBlocked(String),
+    /// No multipart upload of this ID for the bucket and key (never
+    /// created, completed, or aborted).
+    #[error(
+        "The specified multipart upload does not exist. The upload ID may be invalid, or the \
+         upload may have been aborted or completed."
+    )]
+    NoSuchUpload(String),
+    /// A listed part was not uploaded, or its ETag or checksum differs.
+    #[error(
+        "One or more of the specified parts could not be found. The part may not have been \
+         uploaded, or the specified entity tag may not match the part's entity tag: {0}"
+    )]
+    InvalidPart(String),
+    #[error("The list of parts was not in ascending order. Parts must be ordered by part number.")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than the minimum (5 MiB).
+    #[error("Your proposed upload is smaller than the minimum allowed object size.")]
+    EntityTooSmall { part_number: i32, size: i64 },
+    /// A parameter is out of its range; the message says which.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A request body (the part list of `CompleteMultipartUpload`) is empty
+    /// or not what the operation takes.
+    #[error(
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )]
+    MalformedXml,
+    /// A request S3 would not accept in this form; the message says why.
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 impl From<StoreError> for BucketError {
@@ -206,6 +251,8 @@ impl Hangar {
             owner_id: caller.account_id.clone(),
             created_ms: self.clock.now_ms(),
             public_access_block: Some(PublicAccessBlock::ALL_BLOCKED),
+            policy: None,
+            encryption: Default::default(),
             revision: 0,
         };
         for _ in 0..RETRIES {
@@ -261,6 +308,30 @@ impl Hangar {
             .await?
             .public_access_block
             .ok_or_else(|| BucketError::NoSuchPublicAccessBlockConfiguration(name.to_owned()))
+    }
+
+    /// `PutBucketEncryption` (`Some`) and `DeleteBucketEncryption` (`None`,
+    /// which returns the bucket to the default, SSE-S3, as S3 does).
+    pub async fn set_bucket_encryption(
+        &self,
+        bucket: &Bucket,
+        encryption: Option<crate::model::BucketEncryption>,
+    ) -> Result<(), BucketError> {
+        for _ in 0..RETRIES {
+            let Some(mut current) = self.store.get_bucket(&bucket.name).await? else {
+                return Err(BucketError::NoSuchBucket(bucket.name.clone()));
+            };
+            current.encryption = encryption.clone().unwrap_or_default();
+            match self.store.update_bucket(&current).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(BucketError::Internal(format!(
+            "bucket {} kept changing while its encryption was set",
+            bucket.name
+        )))
     }
 
     /// `PutPublicAccessBlock` (`Some`) and `DeletePublicAccessBlock` (`None`).
@@ -379,6 +450,8 @@ mod tests {
             owner_id: owner.into(),
             created_ms: 1,
             public_access_block: Some(PublicAccessBlock::ALL_BLOCKED),
+            policy: None,
+            encryption: Default::default(),
             revision: 0,
         }
     }

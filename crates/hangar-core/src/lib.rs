@@ -6,6 +6,7 @@
 //! requests into the typed inputs defined here, and the storage engines
 //! implement the [`repo::MetaStore`] trait defined here.
 
+pub mod access;
 pub mod blocks;
 pub mod buckets;
 pub mod build;
@@ -17,8 +18,10 @@ pub mod ids;
 pub mod images;
 pub mod instances;
 pub mod model;
+pub mod multipart;
 pub mod objects;
 pub mod page;
+pub mod policy;
 pub mod regions;
 pub mod repo;
 pub mod service;

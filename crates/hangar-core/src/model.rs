@@ -479,7 +479,31 @@ pub struct Bucket {
     pub created_ms: EpochMillis,
     /// `None` after `DeletePublicAccessBlock`.
     pub public_access_block: Option<PublicAccessBlock>,
+    /// The bucket policy document (JSON, as the owner put it), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Default encryption (`PutBucketEncryption`); every bucket has one.
+    #[serde(default)]
+    pub encryption: BucketEncryption,
     pub revision: i64,
+}
+
+/// A bucket's default encryption rule. Hangar encrypts every object file
+/// whatever this says (see docs/s3.md); the rule is what S3 reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    /// `AES256` (SSE-S3), the only algorithm Hangar serves.
+    pub sse_algorithm: String,
+    pub bucket_key_enabled: bool,
+}
+
+impl Default for BucketEncryption {
+    fn default() -> Self {
+        Self {
+            sse_algorithm: "AES256".to_owned(),
+            bucket_key_enabled: false,
+        }
+    }
 }
 
 impl Bucket {
@@ -489,7 +513,7 @@ impl Bucket {
 /// An S3 object's record: what `HeadObject` reports and where its bytes
 /// are. The bytes live in one file of the bucket's folder, named by
 /// `file_name` (see [`crate::objects::object_file_name`]), never by the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Object {
     pub bucket: String,
     pub key: String,
@@ -500,10 +524,112 @@ pub struct S3Object {
     /// `x-amz-meta-*` headers, names without the prefix, lower case.
     pub metadata: std::collections::BTreeMap<String, String>,
     pub last_modified_ms: EpochMillis,
-    /// The file holding the bytes, inside the bucket's folder.
+    /// The file holding the bytes, inside the bucket's folder; empty when
+    /// the object is a completed multipart upload (then `parts`).
     pub file_name: String,
+    /// A completed multipart upload's parts, in order: the object's bytes
+    /// are their concatenation. Empty for an object written in one piece.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ObjectPart>,
+    /// Object tags (`x-amz-tagging`, `PutObjectTagging`): at most 10.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The additional checksum the writer sent (`x-amz-checksum-*`),
+    /// verified when the object was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ObjectChecksum>,
+}
+
+/// One part file of an object made by a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectPart {
+    pub file_name: String,
+    pub size: i64,
+}
+
+/// An additional checksum of an object, as S3 reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectChecksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// Base64 of the digest; for a composite checksum, `<base64>-<parts>`.
+    pub value: String,
+    /// `COMPOSITE` (a checksum of the parts' checksums) rather than
+    /// `FULL_OBJECT`.
+    pub composite: bool,
 }
 
 impl S3Object {
     pub const RECORD_VERSION: i64 = 1;
+
+    /// The files holding the object's bytes, in order, with their sizes.
+    pub fn files(&self) -> Vec<(&str, i64)> {
+        if self.parts.is_empty() {
+            vec![(self.file_name.as_str(), self.size)]
+        } else {
+            self.parts
+                .iter()
+                .map(|part| (part.file_name.as_str(), part.size))
+                .collect()
+        }
+    }
+}
+
+/// An S3 multipart upload in progress (`CreateMultipartUpload` until
+/// `CompleteMultipartUpload` or `AbortMultipartUpload`). Its parts are
+/// [`UploadPart`] records; the object exists only once it completes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartUpload {
+    /// Opaque to clients; sorts in order of initiation (see
+    /// [`crate::multipart::new_upload_id`]).
+    pub upload_id: String,
+    pub bucket: String,
+    pub key: String,
+    /// The account that initiated the upload.
+    pub initiator_id: String,
+    pub initiated_ms: EpochMillis,
+    /// What the completed object will carry.
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// `ChecksumAlgorithm` of `CreateMultipartUpload`: every part carries
+    /// this checksum, and the object a composite one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+}
+
+impl MultipartUpload {
+    pub const RECORD_VERSION: i64 = 1;
+}
+
+/// One uploaded part of a multipart upload: a durable file of the bucket's
+/// folder, not yet part of any object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadPart {
+    pub upload_id: String,
+    /// 1 to 10,000.
+    pub part_number: i32,
+    pub file_name: String,
+    pub size: i64,
+    /// Hex MD5 of the part's bytes, without quotes.
+    pub etag: String,
+    pub last_modified_ms: EpochMillis,
+    /// The additional checksum of the part's bytes, verified on upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ObjectChecksum>,
+}
+
+impl UploadPart {
+    pub const RECORD_VERSION: i64 = 1;
+}
+
+/// What completing an upload changed in the store: the object record it
+/// replaced and the parts the object does not use (whose files the caller
+/// removes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompletedUpload {
+    pub replaced: Option<S3Object>,
+    pub unused_parts: Vec<UploadPart>,
 }

@@ -10,9 +10,10 @@
 
 use crate::blocks::BlockHash;
 use crate::buckets::BucketError;
+use crate::model::Bucket;
 use crate::model::S3Object;
 use crate::repo::StoreError;
-use crate::service::{Caller, Hangar};
+use crate::service::Hangar;
 
 /// S3's limit on a key: 1 to 1,024 bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -26,6 +27,39 @@ pub fn validate_key(key: &str) -> Result<(), BucketError> {
         return Err(BucketError::KeyTooLong(key.len()));
     }
     Ok(())
+}
+
+/// S3's limits on object tags.
+pub const MAX_OBJECT_TAGS: usize = 10;
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+
+/// Checks a set of object tags (`x-amz-tagging`, `PutObjectTagging`): at
+/// most 10, keys of 1 to 128 characters, values of at most 256, no key
+/// twice, no `aws:` prefix.
+pub fn validate_object_tags(
+    tags: &[(String, String)],
+) -> Result<std::collections::BTreeMap<String, String>, BucketError> {
+    let refuse = |message: &str| Err(BucketError::InvalidTag(message.to_owned()));
+    if tags.len() > MAX_OBJECT_TAGS {
+        return refuse("Object tags cannot be greater than 10");
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > MAX_TAG_KEY_CHARS {
+            return refuse("The TagKey you have provided is invalid");
+        }
+        if value.chars().count() > MAX_TAG_VALUE_CHARS {
+            return refuse("The TagValue you have provided is invalid");
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return refuse("Your TagKey cannot be prefixed with aws:");
+        }
+        if out.insert(key.clone(), value.clone()).is_some() {
+            return refuse("Cannot provide multiple Tags with the same key");
+        }
+    }
+    Ok(out)
 }
 
 /// The file name an object's bytes are stored under in its bucket's folder:
@@ -145,14 +179,19 @@ impl<'a> ListingCollector<'a> {
 impl Hangar {
     /// Stores an object's record once its file is in place, replacing the
     /// one under the same key; returns the replaced record (whose file the
-    /// caller removes). The caller must own the bucket.
+    /// caller removes). `bucket` comes from [`Hangar::authorize`].
     pub async fn put_object_record(
         &self,
-        caller: &Caller,
+        bucket: &Bucket,
         object: &S3Object,
     ) -> Result<Option<S3Object>, BucketError> {
         validate_key(&object.key)?;
-        self.owned_bucket(caller, &object.bucket).await?;
+        if object.bucket != bucket.name {
+            return Err(BucketError::Internal(format!(
+                "object of bucket {} put into {}",
+                object.bucket, bucket.name
+            )));
+        }
         match self.store.put_object(object).await {
             Ok(replaced) => Ok(replaced),
             Err(StoreError::Conflict(_)) => Err(BucketError::NoSuchBucket(object.bucket.clone())),
@@ -161,15 +200,9 @@ impl Hangar {
     }
 
     /// `HeadObject` and `GetObject`: the record, `NoSuchKey` when absent.
-    pub async fn object(
-        &self,
-        caller: &Caller,
-        bucket: &str,
-        key: &str,
-    ) -> Result<S3Object, BucketError> {
-        self.owned_bucket(caller, bucket).await?;
+    pub async fn object(&self, bucket: &Bucket, key: &str) -> Result<S3Object, BucketError> {
         self.store
-            .get_object(bucket, key)
+            .get_object(&bucket.name, key)
             .await?
             .ok_or_else(|| BucketError::NoSuchKey(key.to_owned()))
     }
@@ -178,23 +211,74 @@ impl Hangar {
     /// answers 204 either way).
     pub async fn delete_object_record(
         &self,
-        caller: &Caller,
-        bucket: &str,
+        bucket: &Bucket,
         key: &str,
     ) -> Result<Option<S3Object>, BucketError> {
-        self.owned_bucket(caller, bucket).await?;
-        Ok(self.store.delete_object(bucket, key).await?)
+        Ok(self.store.delete_object(&bucket.name, key).await?)
+    }
+
+    /// Every file name the object records of `bucket` refer to: what the
+    /// collector of orphaned object files must keep. (Whether the bucket
+    /// still exists is [`Hangar::find_bucket`].)
+    pub async fn referenced_object_files(
+        &self,
+        bucket: &str,
+    ) -> Result<std::collections::HashSet<String>, BucketError> {
+        let mut referenced = std::collections::HashSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self
+                .store
+                .list_objects(bucket, "", after.as_deref(), LIST_BATCH)
+                .await?;
+            let complete = batch.len() < LIST_BATCH;
+            for object in batch {
+                for (file_name, _) in object.files() {
+                    referenced.insert(file_name.to_owned());
+                }
+                after = Some(object.key);
+            }
+            if complete {
+                break;
+            }
+        }
+        Ok(referenced)
+    }
+
+    /// A bucket by name, for housekeeping (no access check).
+    pub async fn find_bucket(&self, name: &str) -> Result<Option<Bucket>, BucketError> {
+        Ok(self.store.get_bucket(name).await?)
+    }
+
+    /// `PutObjectTagging` / `DeleteObjectTagging` (empty `tags`): replaces
+    /// the object's tags, retrying while a put of the same key races it.
+    pub async fn set_object_tags(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> Result<S3Object, BucketError> {
+        for _ in 0..crate::buckets::RETRIES {
+            let current = self.object(bucket, key).await?;
+            let mut updated = current.clone();
+            updated.tags = tags.clone();
+            if self.store.update_object_if(&updated, &current).await? {
+                return Ok(updated);
+            }
+        }
+        Err(BucketError::Internal(format!(
+            "object {key} kept changing while its tags were set"
+        )))
     }
 
     /// `ListObjectsV2`: keys under the prefix in key order, rolled up by the
     /// delimiter, at most `max_keys` entries per page.
     pub async fn list_objects(
         &self,
-        caller: &Caller,
-        bucket: &str,
+        bucket: &Bucket,
         input: &ListObjectsInput,
     ) -> Result<ObjectListing, BucketError> {
-        self.owned_bucket(caller, bucket).await?;
+        let bucket = bucket.name.as_str();
         let mut collector = ListingCollector::new(input);
         if input.max_keys == 0 {
             return Ok(collector.finish());
@@ -282,6 +366,7 @@ mod tests {
             metadata: BTreeMap::new(),
             last_modified_ms: 0,
             file_name: String::new(),
+            ..S3Object::default()
         }
     }
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::model::{Bucket, Image, Instance, S3Object, Snapshot, Task, Volume};
+use crate::model::{CompletedUpload, MultipartUpload, UploadPart};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -114,8 +115,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError>;
     /// The buckets one account owns, in every region, ordered by name.
     async fn list_buckets(&self, owner_id: &str) -> Result<Vec<Bucket>, StoreError>;
-    /// Deletes the bucket if it holds no object, in one statement (so an
-    /// object put concurrently is never orphaned). Returns whether a bucket
+    /// Deletes the bucket if it holds no object and no multipart upload, in
+    /// one statement (so an object put concurrently is never orphaned). Returns whether a bucket
     /// was deleted: `false` when there is none *or* it is not empty; the
     /// caller re-reads to tell which.
     async fn delete_bucket(&self, name: &str) -> Result<bool, StoreError>;
@@ -129,6 +130,14 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<S3Object>, StoreError>;
     /// Removes the object and returns its record, `None` when there was none.
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<S3Object>, StoreError>;
+    /// Replaces the record of `object`'s key with `object` only while the
+    /// stored record equals `expected` (a tag change must not undo a put
+    /// that raced it), in one transaction. Returns whether it replaced.
+    async fn update_object_if(
+        &self,
+        object: &S3Object,
+        expected: &S3Object,
+    ) -> Result<bool, StoreError>;
     /// The bucket's objects whose key starts with `prefix` and sorts after
     /// `after` (when given), in key order (by bytes of UTF-8), at most
     /// `limit`.
@@ -189,6 +198,62 @@ pub trait MetaStore: Send + Sync + 'static {
         fingerprint: &str,
         result: &str,
     ) -> Result<Option<(String, String)>, StoreError>;
+
+    // S3 multipart uploads, keyed by upload ID, and their parts, keyed by
+    // (upload ID, part number).
+    /// Stores a new upload. Fails with `Conflict(bucket)` when the bucket
+    /// does not exist, `DuplicateId` when the upload ID does.
+    async fn insert_upload(&self, upload: &MultipartUpload) -> Result<(), StoreError>;
+    async fn get_upload(&self, upload_id: &str) -> Result<Option<MultipartUpload>, StoreError>;
+    /// The bucket's uploads whose key starts with `prefix`, in order of key
+    /// (bytes of UTF-8) then upload ID, after `(after_key, after_upload_id)`:
+    /// with an upload ID, the uploads of `after_key` after it and every
+    /// later key; without, only later keys (`""`: from the start). At most
+    /// `limit`.
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after_key: &str,
+        after_upload_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MultipartUpload>, StoreError>;
+    /// Uploads of any bucket initiated before `before_ms`, oldest first, at
+    /// most `limit` (what the collector of abandoned uploads aborts).
+    async fn uploads_initiated_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<MultipartUpload>, StoreError>;
+    /// Stores a part, replacing the one of the same number, in one
+    /// transaction, and returns the replaced record (whose file the caller
+    /// removes). Fails with `Conflict(upload_id)` when the upload does not
+    /// exist (completed or aborted meanwhile); nothing is stored then.
+    async fn put_part(&self, part: &UploadPart) -> Result<Option<UploadPart>, StoreError>;
+    /// The upload's parts numbered above `after`, in part-number order, at
+    /// most `limit`.
+    async fn list_parts(
+        &self,
+        upload_id: &str,
+        after: i32,
+        limit: usize,
+    ) -> Result<Vec<UploadPart>, StoreError>;
+    /// Completes an upload in one transaction: stores `object` (replacing
+    /// the record under its key), deletes the upload and all its parts, and
+    /// returns the replaced object and the parts whose files `object` does
+    /// not use. Fails with `Conflict(upload_id)`, changing nothing, when the
+    /// upload is gone or a file of `object.parts` is no longer one of its
+    /// parts (replaced meanwhile); `Conflict(bucket)` when the bucket is
+    /// gone.
+    async fn complete_upload(
+        &self,
+        upload_id: &str,
+        object: &S3Object,
+    ) -> Result<CompletedUpload, StoreError>;
+    /// Deletes the upload and its parts in one transaction and returns the
+    /// parts (whose files the caller removes); `None` when there was no
+    /// such upload.
+    async fn delete_upload(&self, upload_id: &str) -> Result<Option<Vec<UploadPart>>, StoreError>;
 }
 
 /// The block-map value for an all-zero block, which is never stored.

@@ -28,6 +28,7 @@ use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO
 
 mod blocks;
 mod buckets;
+mod multipart;
 mod objects;
 mod records;
 mod tokens;
@@ -40,8 +41,13 @@ pub use buckets::{
     check_bucket_delete, check_bucket_listing, check_bucket_names_are_global,
     check_bucket_revisions, check_bucket_roundtrip, fresh_bucket_name, sample_bucket,
 };
+pub use multipart::{
+    check_complete_refusals, check_complete_upload, check_parts, check_upload_listing,
+    check_upload_roundtrip, fresh_upload_id, sample_part, sample_upload,
+};
 pub use objects::{
     check_object_delete, check_object_listing, check_object_needs_bucket, check_object_roundtrip,
+    check_object_update_if,
     sample_object,
 };
 pub use records::{
@@ -104,6 +110,13 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_object_needs_bucket(store).await;
     check_object_listing(store).await;
     check_object_delete(store).await;
+    check_object_update_if(store).await;
+    // Multipart uploads.
+    check_upload_roundtrip(store).await;
+    check_parts(store).await;
+    check_complete_upload(store).await;
+    check_complete_refusals(store).await;
+    check_upload_listing(store).await;
     check_reset(store).await;
 }
 

@@ -42,9 +42,11 @@ pub(crate) const SELECT_LIVE_NAME_HOLDER: &str = "SELECT image_id FROM images \
      ORDER BY image_id LIMIT 1";
 
 /// What `reset` runs, in one transaction.
-pub(crate) const DELETE_ALL: [&str; 5] = [
+pub(crate) const DELETE_ALL: [&str; 7] = [
     "DELETE FROM images",
     "DELETE FROM objects",
+    "DELETE FROM multipart_parts",
+    "DELETE FROM multipart_uploads",
     "DELETE FROM records",
     "DELETE FROM block_maps",
     "DELETE FROM client_tokens",
@@ -357,11 +359,13 @@ pub(crate) const SELECT_RECORD: &str =
 /// Binds: kind, ID.
 pub(crate) const DELETE_RECORD: &str = "DELETE FROM records WHERE kind = $1 AND id = $2";
 
-/// Deletes bucket `$1` only while it holds no object: one statement, so an
-/// object stored concurrently either keeps the bucket or is refused.
+/// Deletes bucket `$1` only while it holds no object and no multipart
+/// upload: one statement, so an object stored (or an upload created)
+/// concurrently either keeps the bucket or is refused.
 pub(crate) const DELETE_EMPTY_BUCKET: &str = "DELETE FROM records \
      WHERE kind = 'bucket' AND id = $1 \
-     AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1)";
+     AND NOT EXISTS (SELECT 1 FROM objects WHERE bucket = $1) \
+     AND NOT EXISTS (SELECT 1 FROM multipart_uploads WHERE bucket = $1)";
 
 /// Columns an object read returns, in this order.
 pub(crate) const SELECT_OBJECT: &str =
@@ -385,6 +389,59 @@ pub(crate) const DELETE_OBJECT: &str = "DELETE FROM objects WHERE bucket = $1 AN
 pub(crate) const LIST_OBJECTS: &str = "SELECT record_version, doc FROM objects \
      WHERE bucket = $1 AND substr(object_key, 1, length($2)) = $2 AND object_key > $3 \
      ORDER BY object_key LIMIT $4";
+
+/// Stores upload `$1` while bucket `$2` exists. Binds: upload ID, bucket,
+/// key, initiated, record version, document. Affects no row when the bucket
+/// is gone (and fails on a duplicate ID).
+pub(crate) const INSERT_UPLOAD: &str = "INSERT INTO multipart_uploads \
+     (upload_id, bucket, object_key, initiated_ms, record_version, doc) \
+     SELECT $1, $2, $3, $4, $5, $6 \
+     WHERE EXISTS (SELECT 1 FROM records WHERE kind = 'bucket' AND id = $2)";
+
+pub(crate) const SELECT_UPLOAD: &str =
+    "SELECT record_version, doc FROM multipart_uploads WHERE upload_id = $1";
+
+pub(crate) const DELETE_UPLOAD: &str = "DELETE FROM multipart_uploads WHERE upload_id = $1";
+
+/// Uploads of bucket `$1` whose key starts with `$2`, with a key after `$3`
+/// or (key `$3` and an upload ID after `$4`), in (key, upload ID) order, at
+/// most `$5`.
+pub(crate) const LIST_UPLOADS_AFTER_UPLOAD: &str = "SELECT record_version, doc \
+     FROM multipart_uploads \
+     WHERE bucket = $1 AND substr(object_key, 1, length($2)) = $2 \
+     AND (object_key > $3 OR (object_key = $3 AND upload_id > $4)) \
+     ORDER BY object_key, upload_id LIMIT $5";
+
+/// Uploads of bucket `$1` whose key starts with `$2` and sorts after `$3`
+/// (`''`: every key), in (key, upload ID) order, at most `$4`.
+pub(crate) const LIST_UPLOADS_AFTER_KEY: &str = "SELECT record_version, doc \
+     FROM multipart_uploads \
+     WHERE bucket = $1 AND substr(object_key, 1, length($2)) = $2 AND object_key > $3 \
+     ORDER BY object_key, upload_id LIMIT $4";
+
+/// Uploads initiated before `$1`, oldest first, at most `$2`.
+pub(crate) const LIST_UPLOADS_BEFORE: &str = "SELECT record_version, doc \
+     FROM multipart_uploads WHERE initiated_ms < $1 \
+     ORDER BY initiated_ms, upload_id LIMIT $2";
+
+pub(crate) const SELECT_PART: &str = "SELECT record_version, doc FROM multipart_parts \
+     WHERE upload_id = $1 AND part_number = $2";
+
+/// Stores part `($1, $2)` while upload `$1` exists, replacing the row of the
+/// same number. Binds: upload ID, part number, record version, document.
+/// Affects no row when the upload is gone.
+pub(crate) const UPSERT_PART: &str = "INSERT INTO multipart_parts \
+     (upload_id, part_number, record_version, doc) \
+     SELECT $1, $2, $3, $4 \
+     WHERE EXISTS (SELECT 1 FROM multipart_uploads WHERE upload_id = $1) \
+     ON CONFLICT (upload_id, part_number) DO UPDATE SET \
+     record_version = excluded.record_version, doc = excluded.doc";
+
+/// Parts of upload `$1` numbered above `$2`, in order, at most `$3`.
+pub(crate) const LIST_PARTS: &str = "SELECT record_version, doc FROM multipart_parts \
+     WHERE upload_id = $1 AND part_number > $2 ORDER BY part_number LIMIT $3";
+
+pub(crate) const DELETE_PARTS: &str = "DELETE FROM multipart_parts WHERE upload_id = $1";
 
 /// The indexed columns of a record plus its serialized form, ready to bind.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use hangar_core::model::{Bucket, Image, Instance, S3Object, Snapshot, Task, Volume};
+use hangar_core::model::{CompletedUpload, MultipartUpload, UploadPart};
 use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
@@ -626,6 +627,42 @@ impl MetaStore for SqliteStore {
         Ok(previous)
     }
 
+    async fn update_object_if(
+        &self,
+        object: &S3Object,
+        expected: &S3Object,
+    ) -> Result<bool, StoreError> {
+        let subject = object_subject(&object.bucket, &object.key);
+        let doc = serde_json::to_string(object)
+            .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
+        let failed = |error: sqlx::Error| backend("write", &subject, error);
+        let mut tx = self.begin("write", &subject).await?;
+        let current = sqlx::query(sql::SELECT_OBJECT)
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let current = current
+            .as_ref()
+            .map(|row| decode_object_row(row, &subject))
+            .transpose()?;
+        if current.as_ref() != Some(expected) {
+            rollback(tx).await;
+            return Ok(false);
+        }
+        sqlx::query(sql::UPSERT_OBJECT)
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .bind(S3Object::RECORD_VERSION)
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        commit(tx, "write", &subject).await?;
+        Ok(true)
+    }
+
     async fn list_objects(
         &self,
         bucket: &str,
@@ -837,6 +874,268 @@ impl MetaStore for SqliteStore {
             // Claimed, then removed (a reset) before it could be read: try again.
         }
         Err(gave_up("claim", &subject))
+    }
+
+    async fn insert_upload(&self, upload: &MultipartUpload) -> Result<(), StoreError> {
+        let subject = upload_subject(&upload.upload_id);
+        let doc = serde_json::to_string(upload)
+            .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
+        let result = sqlx::query(sql::INSERT_UPLOAD)
+            .bind(&upload.upload_id)
+            .bind(&upload.bucket)
+            .bind(&upload.key)
+            .bind(upload.initiated_ms)
+            .bind(MultipartUpload::RECORD_VERSION)
+            .bind(&doc)
+            .execute(&self.writer)
+            .await;
+        match result {
+            Ok(result) if result.rows_affected() == 1 => Ok(()),
+            Ok(_) => Err(StoreError::Conflict(upload.bucket.clone())),
+            Err(sqlx::Error::Database(error)) if error.kind() == ErrorKind::UniqueViolation => {
+                Err(StoreError::DuplicateId(upload.upload_id.clone()))
+            }
+            Err(error) => Err(backend("insert", &subject, error)),
+        }
+    }
+
+    async fn get_upload(&self, upload_id: &str) -> Result<Option<MultipartUpload>, StoreError> {
+        let subject = upload_subject(upload_id);
+        let row = sqlx::query(sql::SELECT_UPLOAD)
+            .bind(upload_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|error| backend("read", &subject, error))?;
+        row.as_ref()
+            .map(|row| decode_doc(row, &subject, MultipartUpload::RECORD_VERSION))
+            .transpose()
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after_key: &str,
+        after_upload_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MultipartUpload>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let subject = format!("multipart uploads of bucket {bucket}");
+        let statement = match after_upload_id {
+            Some(upload_id) => sqlx::query(sql::LIST_UPLOADS_AFTER_UPLOAD)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(after_key)
+                .bind(upload_id),
+            None => sqlx::query(sql::LIST_UPLOADS_AFTER_KEY)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(after_key),
+        };
+        let rows = statement
+            .bind(sql::limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", &subject, error))?;
+        rows.iter()
+            .map(|row| decode_doc(row, &subject, MultipartUpload::RECORD_VERSION))
+            .collect()
+    }
+
+    async fn uploads_initiated_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<MultipartUpload>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let subject = "abandoned multipart uploads";
+        let rows = sqlx::query(sql::LIST_UPLOADS_BEFORE)
+            .bind(before_ms)
+            .bind(sql::limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", subject, error))?;
+        rows.iter()
+            .map(|row| decode_doc(row, subject, MultipartUpload::RECORD_VERSION))
+            .collect()
+    }
+
+    async fn put_part(&self, part: &UploadPart) -> Result<Option<UploadPart>, StoreError> {
+        let subject = format!(
+            "part {} of {}",
+            part.part_number,
+            upload_subject(&part.upload_id)
+        );
+        let doc = serde_json::to_string(part)
+            .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
+        let failed = |error: sqlx::Error| backend("write", &subject, error);
+        let mut tx = self.begin("write", &subject).await?;
+        let previous = sqlx::query(sql::SELECT_PART)
+            .bind(&part.upload_id)
+            .bind(part.part_number)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let previous = previous
+            .as_ref()
+            .map(|row| decode_doc(row, &subject, UploadPart::RECORD_VERSION))
+            .transpose()?;
+        let stored = sqlx::query(sql::UPSERT_PART)
+            .bind(&part.upload_id)
+            .bind(part.part_number)
+            .bind(UploadPart::RECORD_VERSION)
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if stored.rows_affected() != 1 {
+            rollback(tx).await;
+            return Err(StoreError::Conflict(part.upload_id.clone()));
+        }
+        commit(tx, "write", &subject).await?;
+        Ok(previous)
+    }
+
+    async fn list_parts(
+        &self,
+        upload_id: &str,
+        after: i32,
+        limit: usize,
+    ) -> Result<Vec<UploadPart>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let subject = format!("parts of {}", upload_subject(upload_id));
+        let rows = sqlx::query(sql::LIST_PARTS)
+            .bind(upload_id)
+            .bind(after)
+            .bind(sql::limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", &subject, error))?;
+        rows.iter()
+            .map(|row| decode_doc(row, &subject, UploadPart::RECORD_VERSION))
+            .collect()
+    }
+
+    async fn complete_upload(
+        &self,
+        upload_id: &str,
+        object: &S3Object,
+    ) -> Result<CompletedUpload, StoreError> {
+        let subject = upload_subject(upload_id);
+        let doc = serde_json::to_string(object)
+            .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
+        let failed = |error: sqlx::Error| backend("complete", &subject, error);
+        let mut tx = self.begin("complete", &subject).await?;
+        let upload = sqlx::query(sql::SELECT_UPLOAD)
+            .bind(upload_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if upload.is_none() {
+            rollback(tx).await;
+            return Err(StoreError::Conflict(upload_id.to_owned()));
+        }
+        let rows = sqlx::query(sql::LIST_PARTS)
+            .bind(upload_id)
+            .bind(0_i32)
+            .bind(i64::MAX)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let parts: Vec<UploadPart> = rows
+            .iter()
+            .map(|row| decode_doc(row, &subject, UploadPart::RECORD_VERSION))
+            .collect::<Result<_, _>>()?;
+        let current: HashSet<&str> = parts.iter().map(|part| part.file_name.as_str()).collect();
+        let used: HashSet<&str> = object
+            .parts
+            .iter()
+            .map(|part| part.file_name.as_str())
+            .collect();
+        if !used.iter().all(|file| current.contains(file)) {
+            // A part the object names was replaced (or never was one).
+            rollback(tx).await;
+            return Err(StoreError::Conflict(upload_id.to_owned()));
+        }
+        let previous = sqlx::query(sql::SELECT_OBJECT)
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let replaced = previous
+            .as_ref()
+            .map(|row| decode_object_row(row, &subject))
+            .transpose()?;
+        let stored = sqlx::query(sql::UPSERT_OBJECT)
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .bind(S3Object::RECORD_VERSION)
+            .bind(&doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if stored.rows_affected() != 1 {
+            rollback(tx).await;
+            return Err(StoreError::Conflict(object.bucket.clone()));
+        }
+        for statement in [sql::DELETE_PARTS, sql::DELETE_UPLOAD] {
+            sqlx::query(statement)
+                .bind(upload_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        commit(tx, "complete", &subject).await?;
+        let unused_parts = parts
+            .into_iter()
+            .filter(|part| !used.contains(part.file_name.as_str()))
+            .collect();
+        Ok(CompletedUpload {
+            replaced,
+            unused_parts,
+        })
+    }
+
+    async fn delete_upload(&self, upload_id: &str) -> Result<Option<Vec<UploadPart>>, StoreError> {
+        let subject = upload_subject(upload_id);
+        let failed = |error: sqlx::Error| backend("delete", &subject, error);
+        let mut tx = self.begin("delete", &subject).await?;
+        let upload = sqlx::query(sql::SELECT_UPLOAD)
+            .bind(upload_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if upload.is_none() {
+            rollback(tx).await;
+            return Ok(None);
+        }
+        let rows = sqlx::query(sql::LIST_PARTS)
+            .bind(upload_id)
+            .bind(0_i32)
+            .bind(i64::MAX)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let parts: Vec<UploadPart> = rows
+            .iter()
+            .map(|row| decode_doc(row, &subject, UploadPart::RECORD_VERSION))
+            .collect::<Result<_, _>>()?;
+        for statement in [sql::DELETE_PARTS, sql::DELETE_UPLOAD] {
+            sqlx::query(statement)
+                .bind(upload_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        commit(tx, "delete", &subject).await?;
+        Ok(Some(parts))
     }
 }
 
@@ -1068,6 +1367,31 @@ fn decode_object_row(row: &SqliteRow, subject: &str) -> Result<S3Object, StoreEr
         .map_err(column("record_version"))?;
     let doc: String = row.try_get("doc").map_err(column("doc"))?;
     if record_version != S3Object::RECORD_VERSION {
+        return Err(StoreError::Backend(format!(
+            "{subject}: unknown record version {record_version}"
+        )));
+    }
+    serde_json::from_str(&doc)
+        .map_err(|error| StoreError::Backend(format!("{subject}: cannot decode: {error}")))
+}
+
+fn upload_subject(upload_id: &str) -> String {
+    format!("multipart upload {upload_id}")
+}
+
+/// A row of `record_version` and `doc` columns, decoded as `T` when its
+/// version is `expected`.
+fn decode_doc<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    subject: &str,
+    expected: i64,
+) -> Result<T, StoreError> {
+    let column = |name| column_error(subject, name);
+    let record_version: i64 = row
+        .try_get("record_version")
+        .map_err(column("record_version"))?;
+    let doc: String = row.try_get("doc").map_err(column("doc"))?;
+    if record_version != expected {
         return Err(StoreError::Backend(format!(
             "{subject}: unknown record version {record_version}"
         )));

@@ -28,6 +28,17 @@ pub(crate) fn from_bucket_error(error: BucketError) -> S3Error {
         BucketError::BucketNotEmpty(_) => S3ErrorCode::BucketNotEmpty,
         BucketError::NoSuchKey(_) => S3ErrorCode::NoSuchKey,
         BucketError::KeyTooLong(_) => S3ErrorCode::KeyTooLongError,
+        BucketError::InvalidTag(_) => S3ErrorCode::InvalidTag,
+        BucketError::NoSuchUpload(_) => S3ErrorCode::NoSuchUpload,
+        BucketError::InvalidPart(_) => S3ErrorCode::InvalidPart,
+        BucketError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        BucketError::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
+        BucketError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+        BucketError::MalformedXml => S3ErrorCode::MalformedXML,
+        BucketError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+        BucketError::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
+        BucketError::NoSuchBucketPolicy(_) => S3ErrorCode::NoSuchBucketPolicy,
+        BucketError::PublicPolicyBlocked(_) => S3ErrorCode::AccessDenied,
         BucketError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             return S3Error::with_message(
@@ -103,6 +114,43 @@ mod tests {
             ),
             (BucketError::NoSuchKey("k".into()), 404, "NoSuchKey"),
             (BucketError::KeyTooLong(1025), 400, "KeyTooLongError"),
+            (BucketError::NoSuchUpload("u".into()), 404, "NoSuchUpload"),
+            (BucketError::InvalidPart("1".into()), 400, "InvalidPart"),
+            (BucketError::InvalidPartOrder, 400, "InvalidPartOrder"),
+            (
+                BucketError::EntityTooSmall {
+                    part_number: 1,
+                    size: 1,
+                },
+                400,
+                "EntityTooSmall",
+            ),
+            (
+                BucketError::InvalidArgument("x".into()),
+                400,
+                "InvalidArgument",
+            ),
+            (BucketError::MalformedXml, 400, "MalformedXML"),
+            (
+                BucketError::InvalidRequest("x".into()),
+                400,
+                "InvalidRequest",
+            ),
+            (
+                BucketError::MalformedPolicy("Policy has invalid action".into()),
+                400,
+                "MalformedPolicy",
+            ),
+            (
+                BucketError::NoSuchBucketPolicy("b".into()),
+                404,
+                "NoSuchBucketPolicy",
+            ),
+            (
+                BucketError::PublicPolicyBlocked("b".into()),
+                403,
+                "AccessDenied",
+            ),
             (
                 BucketError::Internal("disk on fire".into()),
                 500,

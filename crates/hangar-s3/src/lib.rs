@@ -19,6 +19,7 @@
 //! any signature stays anonymous and is refused with `AccessDenied`.
 
 pub mod auth;
+mod chunked;
 mod error;
 pub mod ops;
 
@@ -49,6 +50,12 @@ pub enum Mode {
     /// 12-digit ID, else `default_account` is used.
     Dev { default_account: String },
 }
+
+/// Marks a request that arrived over TLS: the server inserts it into the
+/// request's extensions, and bucket policies read it as
+/// `aws:SecureTransport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecureTransport;
 
 /// The caller dev mode read from an unverified signature.
 #[derive(Debug, Clone)]
@@ -83,6 +90,9 @@ impl Gateway {
         let mut builder = S3ServiceBuilder::new(s3);
         if !dev_mode {
             builder.set_auth(auth::AccountAuth::new(accounts));
+            // Unsigned requests reach the operations, which decide (bucket
+            // policies can make a bucket public).
+            builder.set_access(ops::OperationsDecide);
         }
         // The domain owns the bucket name rules: let every name through the
         // path parser so that `hangar-core` gives the one answer.
@@ -106,12 +116,29 @@ impl Gateway {
                 Ok(Some(caller)) => {
                     strip_signature(&mut parts);
                     parts.extensions.insert(DevCaller(caller));
+                    if let Some(decoded_length) = dev_chunked_length(&parts) {
+                        let trailers = ops::DevTrailers::default();
+                        let decoded = chunked::DecodedBody::new(
+                            Body::http_body_unsync(body),
+                            decoded_length,
+                            trailers.0.clone(),
+                        );
+                        unchunk_headers(&mut parts, decoded_length);
+                        parts.extensions.insert(trailers);
+                        let stream: s3s::stream::DynByteStream = Box::pin(decoded);
+                        let request = Request::from_parts(parts, Body::from(stream));
+                        return self.serve(request, request_id).await;
+                    }
                 }
                 Ok(None) => {}
                 Err(error) => return error_response(error, request_id),
             }
         }
         let request = Request::from_parts(parts, Body::http_body_unsync(body));
+        self.serve(request, request_id).await
+    }
+
+    async fn serve(&self, request: Request<Body>, request_id: &str) -> Response<Body> {
         let mut response = match self.service.call(request).await {
             Ok(response) => response,
             Err(error) => {
@@ -188,6 +215,57 @@ impl Gateway {
             account_id,
             region: parsed.region,
         }))
+    }
+}
+
+/// Dev mode: the decoded length of an `aws-chunked` body (which `s3s` only
+/// decodes for requests it verifies), `None` for any other body.
+fn dev_chunked_length(parts: &http::request::Parts) -> Option<usize> {
+    let streaming = parts
+        .headers
+        .get("x-amz-content-sha256")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("STREAMING-"));
+    if !streaming {
+        return None;
+    }
+    parts
+        .headers
+        .get("x-amz-decoded-content-length")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Dev mode: headers of a decoded `aws-chunked` request, as if the body
+/// had been sent plain.
+fn unchunk_headers(parts: &mut http::request::Parts, decoded_length: usize) {
+    let headers = &mut parts.headers;
+    headers.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(decoded_length));
+    headers.remove(http::header::TRANSFER_ENCODING);
+    let encoding: Option<String> = headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|token| !token.eq_ignore_ascii_case("aws-chunked") && !token.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+    match encoding {
+        Some(rest) if !rest.is_empty() => {
+            if let Ok(value) = HeaderValue::from_str(&rest) {
+                headers.insert(http::header::CONTENT_ENCODING, value);
+            }
+        }
+        _ => {
+            headers.remove(http::header::CONTENT_ENCODING);
+        }
     }
 }
 

@@ -53,6 +53,18 @@ pub struct Config {
     /// Seed the starter catalogue of public `amazon` images.
     #[serde(default = "default_catalog")]
     pub catalog: bool,
+    /// PEM file with the server's certificate chain (leaf first). With
+    /// `tls_key`, the listener speaks HTTPS only; see `docs/tls.md`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The key file of the master key that encrypts S3 object files at
+    /// rest (64 hex digits, mode 0600). Created when missing. Default
+    /// `<data_dir>/keys/master.key`; see `docs/s3.md`.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
     /// The accounts and their keys. None configured means dev mode.
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
@@ -64,6 +76,8 @@ pub struct Config {
     pub instances: InstancesConfig,
     #[serde(default)]
     pub blocks: BlocksConfig,
+    #[serde(default)]
+    pub buckets: BucketsConfig,
 }
 
 fn default_transition_ms() -> u64 {
@@ -109,6 +123,45 @@ pub struct BlocksConfig {
     /// A block younger than this is never reclaimed, in seconds.
     #[serde(default = "default_gc_grace_secs")]
     pub gc_grace_secs: u64,
+}
+
+/// The embedded buckets' housekeeping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsConfig {
+    /// How often object files that no record names are removed, and
+    /// abandoned multipart uploads aborted, in seconds (0 disables both).
+    #[serde(default = "default_collect_interval_secs")]
+    pub collect_interval_secs: u64,
+    /// An object file younger than this is never removed as an orphan, in
+    /// seconds.
+    #[serde(default = "default_orphan_grace_secs")]
+    pub orphan_grace_secs: u64,
+    /// A multipart upload initiated longer ago than this is aborted and its
+    /// parts removed, in seconds (0 keeps uploads until completed or
+    /// aborted, as S3 does without a lifecycle rule).
+    #[serde(default = "default_abandoned_upload_secs")]
+    pub abandoned_upload_secs: u64,
+}
+
+fn default_collect_interval_secs() -> u64 {
+    600
+}
+fn default_orphan_grace_secs() -> u64 {
+    3600
+}
+fn default_abandoned_upload_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+impl Default for BucketsConfig {
+    fn default() -> Self {
+        Self {
+            collect_interval_secs: default_collect_interval_secs(),
+            orphan_grace_secs: default_orphan_grace_secs(),
+            abandoned_upload_secs: default_abandoned_upload_secs(),
+        }
+    }
 }
 
 impl Default for BlocksConfig {
@@ -217,6 +270,12 @@ impl Config {
         self.accounts.is_empty()
     }
 
+    /// Whether the listener serves HTTPS (both `tls_cert` and `tls_key` set;
+    /// `validate` refuses one without the other).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         self.listen
             .parse()
@@ -246,6 +305,19 @@ impl Config {
         }
         if self.partition.is_empty() {
             bail!("partition must not be empty");
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                bail!(
+                    "tls_cert is set but tls_key is not: HTTPS needs both (or neither, for plain HTTP)"
+                )
+            }
+            (None, Some(_)) => {
+                bail!(
+                    "tls_key is set but tls_cert is not: HTTPS needs both (or neither, for plain HTTP)"
+                )
+            }
+            _ => {}
         }
         let mut keys = std::collections::HashSet::new();
         let mut ids = std::collections::HashSet::new();
@@ -321,6 +393,28 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("very-secret-value-123"), "{debug}");
         assert!(debug.contains("AKIAEXAMPLEALICE0001"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let config = Config::parse("").unwrap();
+        assert!(!config.tls_enabled());
+        let config = Config::parse(
+            "tls_cert = \"/etc/hangar/cert.pem\"\ntls_key = \"/etc/hangar/key.pem\"\n",
+        )
+        .unwrap();
+        assert!(config.tls_enabled());
+        assert_eq!(
+            config.tls_cert.as_deref(),
+            Some(Path::new("/etc/hangar/cert.pem"))
+        );
+        let error = Config::parse("tls_cert = \"cert.pem\"").unwrap_err();
+        assert!(format!("{error:#}").contains("tls_key is not"), "{error:#}");
+        let error = Config::parse("tls_key = \"key.pem\"").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("tls_cert is not"),
+            "{error:#}"
+        );
     }
 
     #[test]

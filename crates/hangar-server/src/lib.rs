@@ -3,9 +3,11 @@
 //! listener until SIGINT or SIGTERM.
 
 pub mod auth;
+pub mod collect;
 pub mod config;
 pub mod http;
 pub mod state;
+mod tls;
 pub mod workers;
 
 use std::path::Path;
@@ -40,6 +42,34 @@ fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
 /// Builds the application state from the configuration.
 pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     prepare_data_dir(&config.data_dir)?;
+    let buckets_dir = config.data_dir.join("buckets");
+    let key_file = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("keys").join("master.key"));
+    // The master key first: a bad key file is refused before anything is
+    // opened or logged. A new key could decrypt none of the files already
+    // there: refuse to create one over existing object files (the key file
+    // was lost or moved).
+    let key_exists = key_file.try_exists().map_err(|error| {
+        anyhow::anyhow!(
+            "cannot check master key file {}: {error}",
+            key_file.display()
+        )
+    })?;
+    if !key_exists
+        && hangar_blocks::objects::holds_object_files(&buckets_dir)
+            .map_err(|error| anyhow::anyhow!("cannot list the object files: {error}"))?
+    {
+        anyhow::bail!(
+            "master key file {} is missing but {} holds object files encrypted under a master key: \
+             restore the key file (or point master_key_file at it)",
+            key_file.display(),
+            buckets_dir.display()
+        );
+    }
+    let master_key = hangar_blocks::crypto::MasterKey::load_or_create(&key_file)
+        .map_err(|error| anyhow::anyhow!("cannot load the master key: {error}"))?;
     let database = config.data_dir.join("meta.sqlite");
     let store = SqliteStore::open(&database)
         .await
@@ -53,8 +83,14 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     if swept > 0 {
         tracing::warn!(swept, "removed leftovers of interrupted block writes");
     }
-    let object_files = ObjectFiles::open(&config.data_dir.join("buckets"))
+    let object_files = ObjectFiles::open(&buckets_dir, master_key)
         .map_err(|error| anyhow::anyhow!("cannot open the object files: {error}"))?;
+    // Logged once the files are open (a failed start stays one line).
+    if key_exists {
+        tracing::info!(key_file = %key_file.display(), "object files encrypted under the master key in this file");
+    } else {
+        tracing::info!(key_file = %key_file.display(), "created a new master key for object files: back this file up apart from the data");
+    }
     let swept = object_files
         .sweep_temporary()
         .map_err(|error| anyhow::anyhow!("cannot sweep the object files: {error}"))?;
@@ -100,7 +136,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     };
     let s3 = hangar_s3::Gateway::new(
         hangar.clone(),
-        object_files,
+        object_files.clone(),
         s3_mode,
         config.regions.clone(),
     );
@@ -110,6 +146,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         s3,
         authenticator,
         waker,
+        object_files,
     }))
 }
 
@@ -117,6 +154,12 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let address = config.listen_addr()?;
+    // Certificate and key before anything else: a bad file is a one-line
+    // start-up error that leaves nothing behind.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     // Bind first: a port in use is the most common start-up failure, and it
     // should not leave a database behind in a fresh directory.
     let listener = tokio::net::TcpListener::bind(address)
@@ -131,6 +174,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = build(config).await?;
     tracing::info!(
         listen = %address,
+        tls = tls.is_some(),
         data_dir = %state.config.data_dir.display(),
         regions = ?state.config.regions,
         accounts = state.config.accounts.len(),
@@ -138,10 +182,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "hangar is ready"
     );
     workers::spawn(state.clone());
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    match tls {
+        None => axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed")?,
+        Some(acceptor) => {
+            tls::serve(listener, acceptor, http::router(state), shutdown_signal()).await;
+        }
+    }
     tracing::info!("hangar stopped");
     Ok(())
 }

@@ -15,4 +15,6 @@ pub struct AppState {
     pub s3: hangar_s3::Gateway,
     pub authenticator: Authenticator,
     pub waker: Arc<Waker>,
+    /// The embedded buckets' files (for the collector).
+    pub object_files: hangar_blocks::objects::ObjectFiles,
 }

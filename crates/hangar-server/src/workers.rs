@@ -29,6 +29,10 @@ const POLL: Duration = Duration::from_secs(2);
 pub fn spawn(state: Arc<AppState>) {
     let runner_state = state.clone();
     tokio::spawn(async move { run_tasks(runner_state).await });
+    if state.config.buckets.collect_interval_secs > 0 {
+        let bucket_state = state.clone();
+        tokio::spawn(async move { collect_bucket_files(bucket_state).await });
+    }
     if state.config.blocks.gc_interval_secs > 0 {
         tokio::spawn(async move { collect_blocks(state).await });
     }
@@ -60,6 +64,40 @@ async fn collect_blocks(state: Arc<AppState>) {
         match state.hangar.collect_blocks(grace_ms).await {
             Ok((kept, deleted)) => tracing::info!(kept, deleted, "block collection finished"),
             Err(error) => tracing::error!(%error, "block collection failed"),
+        }
+    }
+}
+
+/// Aborts abandoned multipart uploads, then removes object files no record
+/// names (see [`crate::collect`]).
+async fn collect_bucket_files(state: Arc<AppState>) {
+    let config = &state.config.buckets;
+    let interval = Duration::from_secs(config.collect_interval_secs);
+    let grace = Duration::from_secs(config.orphan_grace_secs);
+    loop {
+        tokio::time::sleep(interval).await;
+        if config.abandoned_upload_secs > 0 {
+            let age_ms = (config.abandoned_upload_secs as i64).saturating_mul(1000);
+            match crate::collect::abort_abandoned_uploads(
+                &state.hangar,
+                &state.object_files,
+                age_ms,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(aborted) => tracing::info!(aborted, "aborted abandoned multipart uploads"),
+                Err(error) => tracing::error!(%error, "aborting abandoned uploads failed"),
+            }
+        }
+        match crate::collect::collect_object_files(&state.hangar, &state.object_files, grace).await
+        {
+            Ok(collected) => tracing::info!(
+                kept = collected.kept,
+                removed = collected.removed,
+                "object file collection finished"
+            ),
+            Err(error) => tracing::error!(%error, "object file collection failed"),
         }
     }
 }

@@ -19,6 +19,8 @@ pub fn sample_bucket(name: &str, region: &str, owner: &str) -> Bucket {
         owner_id: owner.to_owned(),
         created_ms: 1_700_000_000_000,
         public_access_block: Some(PublicAccessBlock::ALL_BLOCKED),
+        policy: None,
+        encryption: Default::default(),
         revision: 0,
     }
 }

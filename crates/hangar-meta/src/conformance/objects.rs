@@ -22,6 +22,8 @@ pub fn sample_object(bucket: &str, key: &str, etag: &str) -> S3Object {
         metadata: BTreeMap::from([("colour".to_owned(), "blue é".to_owned())]),
         last_modified_ms: 1_700_000_000_123,
         file_name: format!("{etag}.0001"),
+        tags: BTreeMap::from([("team".to_owned(), "images".to_owned())]),
+        ..S3Object::default()
     }
 }
 
@@ -165,4 +167,43 @@ pub async fn check_object_delete(store: &dyn MetaStore) {
         ),
         "conformance: an emptied bucket can be deleted"
     );
+}
+
+/// `update_object_if` replaces only the record it was given as expected:
+/// a tag change that raced a put must not undo the put.
+pub async fn check_object_update_if(store: &dyn MetaStore) {
+    let bucket = fresh_bucket(store).await;
+    let first = sample_object(&bucket, "k", "aa");
+    ok(store.put_object(&first).await, "put an object");
+    let mut tagged = first.clone();
+    tagged.tags.insert("stage".into(), "prod".into());
+    let replaced = ok(store.update_object_if(&tagged, &first).await, "update");
+    assert!(
+        replaced,
+        "conformance: an update of the current record applies"
+    );
+    let read = ok(store.get_object(&bucket, "k").await, "read");
+    assert_eq!(
+        read.as_ref(),
+        Some(&tagged),
+        "conformance: the update is stored"
+    );
+    let stale = ok(store.update_object_if(&first, &first).await, "stale update");
+    assert!(
+        !stale,
+        "conformance: an update of a replaced record is refused"
+    );
+    let read = ok(store.get_object(&bucket, "k").await, "read again");
+    assert_eq!(read.as_ref(), Some(&tagged), "conformance: nothing changed");
+    ok(store.delete_object(&bucket, "k").await, "delete");
+    let gone = ok(
+        store.update_object_if(&tagged, &tagged).await,
+        "update gone",
+    );
+    assert!(
+        !gone,
+        "conformance: an update of a deleted record is refused"
+    );
+    let read = ok(store.get_object(&bucket, "k").await, "read deleted");
+    assert_eq!(read, None, "conformance: a refused update creates nothing");
 }

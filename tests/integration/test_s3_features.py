@@ -1,0 +1,341 @@
+"""S3 object features beyond put/get: additional checksums, object tagging,
+CopyObject, DeleteObjects, part-number reads, ACL and SSE headers, and dev
+mode's decoding of `aws-chunked` bodies."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import zlib
+
+import pytest
+import requests
+
+from conftest import error_code, http_status
+from test_s3_buckets import bucket_name, client_error, s3_client
+
+
+@pytest.fixture
+def bucket(server):
+    """A fresh bucket of alice's, emptied and deleted afterwards."""
+    alice = s3_client(server, "alice")
+    name = bucket_name("feat")
+    alice.create_bucket(Bucket=name)
+    yield alice, name
+    listed = alice.list_objects_v2(Bucket=name)
+    for entry in listed.get("Contents", []):
+        alice.delete_object(Bucket=name, Key=entry["Key"])
+    alice.delete_bucket(Bucket=name)
+
+
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+# -- checksums ----------------------------------------------------------------
+
+
+def test_checksums_are_verified_and_reported(bucket):
+    alice, name = bucket
+    data = os.urandom(300_000)
+    put = alice.put_object(Bucket=name, Key="c32", Body=data, ChecksumCRC32=crc32_b64(data))
+    assert put["ChecksumCRC32"] == crc32_b64(data)
+    put = alice.put_object(Bucket=name, Key="s256", Body=data, ChecksumSHA256=sha256_b64(data))
+    assert put["ChecksumSHA256"] == sha256_b64(data)
+    # Asking for an algorithm without a value: the SDK computes it (header
+    # or trailer); the server stores what it computed itself.
+    alice.put_object(Bucket=name, Key="sha1", Body=data, ChecksumAlgorithm="SHA1")
+    head = alice.head_object(Bucket=name, Key="sha1", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA1"] == base64.b64encode(hashlib.sha1(data).digest()).decode()
+    head = alice.head_object(Bucket=name, Key="s256", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == sha256_b64(data)
+    got = alice.get_object(Bucket=name, Key="s256", ChecksumMode="ENABLED")
+    assert got["ChecksumSHA256"] == sha256_b64(data)
+    assert got["Body"].read() == data
+    # A ranged read reports no whole-object checksum.
+    ranged = alice.get_object(Bucket=name, Key="s256", Range="bytes=0-9", ChecksumMode="ENABLED")
+    assert "ChecksumSHA256" not in ranged
+    assert ranged["Body"].read() == data[:10]
+
+
+def test_wrong_checksums_are_bad_digest_and_store_nothing(bucket):
+    alice, name = bucket
+    data = b"the bytes that were sent"
+    wrong = crc32_b64(b"other bytes")
+    error = client_error(alice.put_object, Bucket=name, Key="bad", Body=data,
+                         ChecksumCRC32=wrong)
+    assert error_code(error) == "BadDigest"
+    assert http_status(error) == 400
+    error = client_error(alice.put_object, Bucket=name, Key="bad", Body=data,
+                         ChecksumSHA256=sha256_b64(b"nope"))
+    assert error_code(error) == "BadDigest"
+    error = client_error(alice.head_object, Bucket=name, Key="bad")
+    assert http_status(error) == 404
+
+
+# -- tagging ------------------------------------------------------------------
+
+
+def test_object_tagging(bucket):
+    alice, name = bucket
+    alice.put_object(Bucket=name, Key="t", Body=b"x", Tagging="stage=prod&team=a%20b")
+    tags = alice.get_object_tagging(Bucket=name, Key="t")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("stage", "prod"), ("team", "a b")]
+    assert alice.get_object(Bucket=name, Key="t")["TagCount"] == 2
+    alice.put_object_tagging(Bucket=name, Key="t",
+                             Tagging={"TagSet": [{"Key": "only", "Value": "one"}]})
+    tags = alice.get_object_tagging(Bucket=name, Key="t")["TagSet"]
+    assert tags == [{"Key": "only", "Value": "one"}]
+    # The tags belong to the object, not to its key's history.
+    assert alice.get_object(Bucket=name, Key="t")["Body"].read() == b"x"
+    alice.delete_object_tagging(Bucket=name, Key="t")
+    assert alice.get_object_tagging(Bucket=name, Key="t")["TagSet"] == []
+    eleven = [{"Key": f"k{i}", "Value": "v"} for i in range(11)]
+    error = client_error(alice.put_object_tagging, Bucket=name, Key="t",
+                         Tagging={"TagSet": eleven})
+    assert error_code(error) == "InvalidTag"
+    assert http_status(error) == 400
+    header = "&".join(f"k{i}=v" for i in range(11))
+    error = client_error(alice.put_object, Bucket=name, Key="t2", Body=b"x", Tagging=header)
+    assert error_code(error) == "InvalidTag"
+    error = client_error(alice.put_object_tagging, Bucket=name, Key="t",
+                         Tagging={"TagSet": [{"Key": "k" * 129, "Value": "v"}]})
+    assert error_code(error) == "InvalidTag"
+    error = client_error(alice.get_object_tagging, Bucket=name, Key="missing")
+    assert error_code(error) == "NoSuchKey"
+
+
+def test_tagging_is_the_owners(server, bucket):
+    alice, name = bucket
+    alice.put_object(Bucket=name, Key="t", Body=b"x")
+    bob = s3_client(server, "bob")
+    error = client_error(bob.get_object_tagging, Bucket=name, Key="t")
+    assert error_code(error) == "AccessDenied"
+    error = client_error(bob.put_object_tagging, Bucket=name, Key="t",
+                         Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+    assert error_code(error) == "AccessDenied"
+
+
+# -- copy -----------------------------------------------------------------------
+
+
+def test_copy_object_keeps_or_replaces_metadata(bucket):
+    alice, name = bucket
+    data = os.urandom(700_000)
+    alice.put_object(Bucket=name, Key="src", Body=data, ContentType="application/x-test",
+                     Metadata={"colour": "blue"}, Tagging="a=1")
+    copied = alice.copy_object(Bucket=name, Key="dst", CopySource={"Bucket": name, "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = alice.get_object(Bucket=name, Key="dst")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "application/x-test"
+    assert got["Metadata"] == {"colour": "blue"}
+    assert alice.get_object_tagging(Bucket=name, Key="dst")["TagSet"] == [
+        {"Key": "a", "Value": "1"}]
+    alice.copy_object(Bucket=name, Key="dst2", CopySource=f"{name}/src",
+                      MetadataDirective="REPLACE", Metadata={"shape": "round"},
+                      ContentType="text/plain", TaggingDirective="REPLACE", Tagging="b=2")
+    head = alice.head_object(Bucket=name, Key="dst2")
+    assert head["Metadata"] == {"shape": "round"}
+    assert head["ContentType"] == "text/plain"
+    assert alice.get_object_tagging(Bucket=name, Key="dst2")["TagSet"] == [
+        {"Key": "b", "Value": "2"}]
+    # Overwriting the source does not change the copy.
+    alice.put_object(Bucket=name, Key="src", Body=b"new")
+    assert alice.get_object(Bucket=name, Key="dst")["Body"].read() == data
+
+
+def test_copy_object_refusals(server, bucket):
+    alice, name = bucket
+    alice.put_object(Bucket=name, Key="src", Body=b"abc")
+    error = client_error(alice.copy_object, Bucket=name, Key="src",
+                         CopySource={"Bucket": name, "Key": "src"})
+    assert error_code(error) == "InvalidRequest"
+    # Replacing the metadata makes a copy onto itself legal.
+    alice.copy_object(Bucket=name, Key="src", CopySource={"Bucket": name, "Key": "src"},
+                      MetadataDirective="REPLACE", Metadata={"v": "2"})
+    assert alice.head_object(Bucket=name, Key="src")["Metadata"] == {"v": "2"}
+    assert alice.get_object(Bucket=name, Key="src")["Body"].read() == b"abc"
+    error = client_error(alice.copy_object, Bucket=name, Key="d",
+                         CopySource={"Bucket": name, "Key": "missing"})
+    assert error_code(error) == "NoSuchKey"
+    error = client_error(alice.copy_object, Bucket=name, Key="d",
+                         CopySource={"Bucket": name, "Key": "src"},
+                         CopySourceIfMatch='"0123"')
+    assert error_code(error) == "PreconditionFailed"
+    assert http_status(error) == 412
+    # Bob can neither read alice's object nor write into her bucket.
+    bob = s3_client(server, "bob")
+    bob_bucket = bucket_name("bobs")
+    bob.create_bucket(Bucket=bob_bucket)
+    try:
+        error = client_error(bob.copy_object, Bucket=bob_bucket, Key="stolen",
+                             CopySource={"Bucket": name, "Key": "src"})
+        assert error_code(error) == "AccessDenied"
+        bob.put_object(Bucket=bob_bucket, Key="mine", Body=b"m")
+        error = client_error(bob.copy_object, Bucket=name, Key="planted",
+                             CopySource={"Bucket": bob_bucket, "Key": "mine"})
+        assert error_code(error) == "AccessDenied"
+        assert "Contents" not in bob.list_objects_v2(Bucket=bob_bucket, Prefix="stolen")
+    finally:
+        for entry in bob.list_objects_v2(Bucket=bob_bucket).get("Contents", []):
+            bob.delete_object(Bucket=bob_bucket, Key=entry["Key"])
+        bob.delete_bucket(Bucket=bob_bucket)
+
+
+# -- batch delete ---------------------------------------------------------------
+
+
+def test_delete_objects(bucket):
+    alice, name = bucket
+    for index in range(5):
+        alice.put_object(Bucket=name, Key=f"d/{index}", Body=b"x")
+    result = alice.delete_objects(Bucket=name, Delete={"Objects": [
+        {"Key": "d/0"}, {"Key": "d/1"}, {"Key": "never-existed"}]})
+    assert sorted(d["Key"] for d in result["Deleted"]) == ["d/0", "d/1", "never-existed"]
+    assert "Errors" not in result
+    quiet = alice.delete_objects(Bucket=name, Delete={"Objects": [{"Key": "d/2"}],
+                                                      "Quiet": True})
+    assert "Deleted" not in quiet
+    left = [entry["Key"] for entry in alice.list_objects_v2(Bucket=name)["Contents"]]
+    assert left == ["d/3", "d/4"]
+    too_many = [{"Key": f"k{i}"} for i in range(1001)]
+    error = client_error(alice.delete_objects, Bucket=name, Delete={"Objects": too_many})
+    assert error_code(error) == "MalformedXML"
+
+
+def test_delete_objects_of_another_account_is_denied(server, bucket):
+    alice, name = bucket
+    alice.put_object(Bucket=name, Key="keep", Body=b"x")
+    bob = s3_client(server, "bob")
+    try:
+        result = bob.delete_objects(Bucket=name, Delete={"Objects": [{"Key": "keep"}]})
+        assert [e["Code"] for e in result.get("Errors", [])] == ["AccessDenied"]
+    except Exception as error:  # S3 may also refuse the whole request
+        assert error_code(error) == "AccessDenied"
+    assert alice.get_object(Bucket=name, Key="keep")["Body"].read() == b"x"
+
+
+# -- headers --------------------------------------------------------------------
+
+
+def test_part_number_reads_and_sse_header(bucket):
+    alice, name = bucket
+    alice.put_object(Bucket=name, Key="one", Body=b"0123456789")
+    head = alice.head_object(Bucket=name, Key="one")
+    assert head["ServerSideEncryption"] == "AES256"
+    part = alice.get_object(Bucket=name, Key="one", PartNumber=1)
+    assert part["PartsCount"] == 1
+    assert part["Body"].read() == b"0123456789"
+    error = client_error(alice.get_object, Bucket=name, Key="one", PartNumber=2)
+    assert http_status(error) == 416
+
+
+def test_acls_and_kms_are_refused(bucket):
+    alice, name = bucket
+    error = client_error(alice.put_object, Bucket=name, Key="a", Body=b"x", ACL="public-read")
+    assert error_code(error) == "AccessControlListNotSupported"
+    assert http_status(error) == 400
+    alice.put_object(Bucket=name, Key="a", Body=b"x", ACL="bucket-owner-full-control")
+    error = client_error(alice.put_object, Bucket=name, Key="k", Body=b"x",
+                         ServerSideEncryption="aws:kms")
+    assert error_code(error) == "InvalidArgument"
+    put = alice.put_object(Bucket=name, Key="s", Body=b"x", ServerSideEncryption="AES256")
+    assert put["ServerSideEncryption"] == "AES256"
+
+
+# -- dev mode and aws-chunked --------------------------------------------------
+
+
+def chunked(data: bytes, chunk: int, trailer: str | None) -> bytes:
+    out = b""
+    for start in range(0, len(data), chunk):
+        piece = data[start:start + chunk]
+        out += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    out += b"0\r\n"
+    if trailer:
+        out += trailer.encode() + b"\r\n"
+    return out + b"\r\n"
+
+
+def test_dev_mode_decodes_aws_chunked_bodies(make_server):
+    dev = make_server("dev", dev_mode=True)
+    client = s3_client(dev, "alice")
+    name = bucket_name("devchunk")
+    client.create_bucket(Bucket=name)
+    data = os.urandom(200_000)
+    url = f"{dev.endpoint}/{name}/chunked.bin"
+    key, _ = dev.credentials("alice")
+    auth = (f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host, Signature=" + "0" * 64)
+    headers = {
+        "Authorization": auth,
+        "x-amz-date": "20260101T000000Z",
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+    }
+    body = chunked(data, 65536, f"x-amz-checksum-crc32:{crc32_b64(data)}")
+    reply = requests.put(url, data=body, headers=headers, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert client.get_object(Bucket=name, Key="chunked.bin")["Body"].read() == data
+    # A wrong trailing checksum is refused and stores nothing.
+    body = chunked(data, 65536, f"x-amz-checksum-crc32:{crc32_b64(b'x')}")
+    reply = requests.put(f"{dev.endpoint}/{name}/wrong.bin", data=body, headers=headers,
+                         timeout=30)
+    assert reply.status_code == 400
+    assert b"BadDigest" in reply.content
+    # Signed chunks (the signatures are not checked in dev mode).
+    signed = dict(headers)
+    signed["x-amz-content-sha256"] = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    del signed["x-amz-trailer"]
+    body = b""
+    for start in range(0, len(data), 65536):
+        piece = data[start:start + 65536]
+        body += f"{len(piece):x};chunk-signature={'a' * 64}\r\n".encode() + piece + b"\r\n"
+    body += f"0;chunk-signature={'a' * 64}\r\n\r\n".encode()
+    reply = requests.put(f"{dev.endpoint}/{name}/signed.bin", data=body, headers=signed,
+                         timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert client.get_object(Bucket=name, Key="signed.bin")["Body"].read() == data
+    # A truncated body is an error, not a short object.
+    reply = requests.put(f"{dev.endpoint}/{name}/short.bin", data=body[:1000],
+                         headers=signed, timeout=30)
+    assert reply.status_code >= 400
+    assert reply.status_code < 500
+    error = client_error(client.head_object, Bucket=name, Key="short.bin")
+    assert http_status(error) == 404
+
+
+# -- bucket encryption ----------------------------------------------------------
+
+
+def test_bucket_encryption_defaults_to_sse_s3(server, bucket):
+    alice, name = bucket
+    rules = alice.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    alice.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [{
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+        "BucketKeyEnabled": True}]})
+    rules = alice.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["BucketKeyEnabled"] is True
+    error = client_error(alice.put_bucket_encryption, Bucket=name,
+                         ServerSideEncryptionConfiguration={"Rules": [{
+                             "ApplyServerSideEncryptionByDefault": {
+                                 "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k"}}]})
+    assert error_code(error) == "InvalidArgument"
+    alice.delete_bucket_encryption(Bucket=name)
+    rules = alice.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert rules[0]["BucketKeyEnabled"] is False
+    bob = s3_client(server, "bob")
+    error = client_error(bob.get_bucket_encryption, Bucket=name)
+    assert error_code(error) == "AccessDenied"
+    error = client_error(bob.delete_bucket_encryption, Bucket=name)
+    assert error_code(error) == "AccessDenied"
