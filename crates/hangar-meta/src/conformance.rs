@@ -47,8 +47,7 @@ pub use multipart::{
 };
 pub use objects::{
     check_object_delete, check_object_listing, check_object_needs_bucket, check_object_roundtrip,
-    check_object_update_if,
-    sample_object,
+    check_object_update_if, sample_object,
 };
 pub use records::{
     bare_instance, bare_snapshot, bare_task, bare_volume, check_insert_image_with_task,

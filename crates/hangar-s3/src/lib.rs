@@ -22,6 +22,7 @@ pub mod auth;
 mod chunked;
 mod error;
 pub mod ops;
+mod pump;
 
 use std::sync::Arc;
 
@@ -111,6 +112,7 @@ impl Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (mut parts, body) = request.into_parts();
+        let body = request_body(&parts, body);
         if let Some(default_account) = &self.dev_default_account {
             match self.dev_caller(&parts, default_account) {
                 Ok(Some(caller)) => {
@@ -118,11 +120,8 @@ impl Gateway {
                     parts.extensions.insert(DevCaller(caller));
                     if let Some(decoded_length) = dev_chunked_length(&parts) {
                         let trailers = ops::DevTrailers::default();
-                        let decoded = chunked::DecodedBody::new(
-                            Body::http_body_unsync(body),
-                            decoded_length,
-                            trailers.0.clone(),
-                        );
+                        let decoded =
+                            chunked::DecodedBody::new(body, decoded_length, trailers.0.clone());
                         unchunk_headers(&mut parts, decoded_length);
                         parts.extensions.insert(trailers);
                         let stream: s3s::stream::DynByteStream = Box::pin(decoded);
@@ -134,7 +133,7 @@ impl Gateway {
                 Err(error) => return error_response(error, request_id),
             }
         }
-        let request = Request::from_parts(parts, Body::http_body_unsync(body));
+        let request = Request::from_parts(parts, body);
         self.serve(request, request_id).await
     }
 
@@ -218,6 +217,32 @@ impl Gateway {
     }
 }
 
+/// The request's body for `s3s`: through the pump (see [`pump`]) when the
+/// request has one.
+fn request_body<B>(parts: &http::request::Parts, body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let length: Option<u64> = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok());
+    let chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let body = Body::http_body_unsync(body);
+    let expect_continue = parts
+        .headers
+        .get(http::header::EXPECT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("100-continue"));
+    if length.is_some_and(|length| length > 0) || chunked {
+        pump::pumped(body, length, expect_continue)
+    } else {
+        body
+    }
+}
+
 /// Dev mode: the decoded length of an `aws-chunked` body (which `s3s` only
 /// decodes for requests it verifies), `None` for any other body.
 fn dev_chunked_length(parts: &http::request::Parts) -> Option<usize> {
@@ -244,7 +269,10 @@ fn unchunk_headers(parts: &mut http::request::Parts, decoded_length: usize) {
         "x-amz-content-sha256",
         HeaderValue::from_static("UNSIGNED-PAYLOAD"),
     );
-    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(decoded_length));
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(decoded_length),
+    );
     headers.remove(http::header::TRANSFER_ENCODING);
     let encoding: Option<String> = headers
         .get(http::header::CONTENT_ENCODING)

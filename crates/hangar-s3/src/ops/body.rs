@@ -13,6 +13,9 @@ use super::*;
 /// The additional checksums S3 knows, by their wire names.
 pub(crate) const ALGORITHMS: [&str; 5] = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
 
+/// S3's largest single `PutObject` or `UploadPart` body: 5 GiB.
+pub(crate) const MAX_BODY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
 /// What a request claims about its body.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BodyClaims {
@@ -283,6 +286,20 @@ async fn write_body(
                 )
             })?;
             pending.extend_from_slice(&chunk);
+            if writer.size() + pending.len() as u64 > MAX_BODY_BYTES {
+                // Dropping the writer removes its temporary file.
+                drop(
+                    blocking(move || {
+                        drop(writer);
+                        Ok(())
+                    })
+                    .await,
+                );
+                return Err(s3s::S3Error::with_message(
+                    s3s::S3ErrorCode::EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed object size.",
+                ));
+            }
         }
         if pending.len() >= WRITE_BATCH || (done && !pending.is_empty()) {
             let data = std::mem::replace(&mut pending, Vec::with_capacity(WRITE_BATCH));

@@ -49,9 +49,9 @@ mod objects;
 mod policy;
 mod read;
 
+use crate::error::{anonymous, from_bucket_error, unknown_region};
 use crate::{DevCaller, SecureTransport};
 use hangar_core::access::{AccessRequest, Principal, actions};
-use crate::error::{anonymous, from_bucket_error, unknown_region};
 pub use policy::OperationsDecide;
 
 /// Lets every bucket name through `s3s`'s path parser: the domain's rules
@@ -110,11 +110,16 @@ impl HangarS3 {
         let Some(account_id) = self.accounts.get(&credentials.access_key) else {
             return Err(s3s::s3_error!(InvalidAccessKeyId));
         };
+        // Signature version 2 (which boto3 still uses for presigned URLs
+        // unless told `s3v4`) names no region: the caller is then in the
+        // deployment's first region (`us-east-1` when served), which only
+        // matters for `CreateBucket`.
         let region = request
             .region
             .as_ref()
             .map(|region| region.as_str().to_owned())
-            .unwrap_or_default();
+            .filter(|region| !region.is_empty())
+            .unwrap_or_else(|| self.default_region());
         if !self.regions.iter().any(|served| served == &region) {
             return Err(unknown_region(&region));
         }
@@ -122,6 +127,14 @@ impl HangarS3 {
             account_id: account_id.clone(),
             region,
         }))
+    }
+
+    fn default_region(&self) -> String {
+        if self.regions.iter().any(|region| region == "us-east-1") {
+            "us-east-1".to_owned()
+        } else {
+            self.regions.first().cloned().unwrap_or_default()
+        }
     }
 
     /// The signed-in caller, for operations that only an account may make

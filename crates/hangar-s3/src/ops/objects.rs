@@ -20,6 +20,16 @@ impl HangarS3 {
             )
             .await?;
         validate_key(&request.input.key).map_err(from_bucket_error)?;
+        if request
+            .input
+            .content_length
+            .is_some_and(|length| u64::try_from(length).unwrap_or(0) > super::body::MAX_BODY_BYTES)
+        {
+            return Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size.",
+            ));
+        }
         check_acl(request.input.acl.as_ref().map(|acl| acl.as_str()))?;
         check_sse(request.input.server_side_encryption.as_ref())?;
         let tags = parse_tagging(request.input.tagging.as_deref())?;
