@@ -143,3 +143,34 @@ def test_sigkill_right_after_put_loses_nothing(make_server):
     alice = s3_client(server, "alice")
     for key, body in bodies.items():
         assert alice.get_object(Bucket=name, Key=key)["Body"].read() == body
+
+
+def test_abandoned_uploads_are_aborted_and_their_parts_removed(make_server):
+    server = make_server("abandoned", extra_config="""
+[buckets]
+collect_interval_secs = 1
+orphan_grace_secs = 1
+abandoned_upload_secs = 2
+""")
+    alice = s3_client(server, "alice")
+    name = bucket_name("aband")
+    alice.create_bucket(Bucket=name)
+    upload = alice.create_multipart_upload(Bucket=name, Key="big.bin")["UploadId"]
+    alice.upload_part(Bucket=name, Key="big.bin", UploadId=upload, PartNumber=1,
+                      Body=os.urandom(5 * 1024 * 1024))
+    alice.upload_part(Bucket=name, Key="big.bin", UploadId=upload, PartNumber=2,
+                      Body=b"tail")
+    alice.put_object(Bucket=name, Key="kept.bin", Body=b"kept")
+    assert len(bucket_files(server, name)) == 3
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        uploads = alice.list_multipart_uploads(Bucket=name).get("Uploads", [])
+        if not uploads and len(bucket_files(server, name)) == 1:
+            break
+        time.sleep(0.5)
+    assert alice.list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+    assert len(bucket_files(server, name)) == 1, bucket_files(server, name)
+    error = client_error(alice.list_parts, Bucket=name, Key="big.bin", UploadId=upload)
+    assert http_status(error) == 404
+    assert alice.get_object(Bucket=name, Key="kept.bin")["Body"].read() == b"kept"
+    assert "aborted abandoned multipart uploads" in server.log_text()

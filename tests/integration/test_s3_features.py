@@ -521,3 +521,60 @@ def test_crc32c_header_is_verified(server, bucket):
     assert b"BadDigest" in reply.content
     head = alice.head_object(Bucket=name, Key="good", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32C"] == crc32c_b64(data)
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+def _signed(server, method: str, path: str, body: bytes, headers: dict, query: str = ""):
+    import botocore.auth
+    import botocore.credentials
+    from botocore.awsrequest import AWSRequest
+
+    key_id, secret = server.credentials("alice")
+    url = f"{server.endpoint}{path}" + (f"?{query}" if query else "")
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(key_id, secret), "s3",
+                            "us-east-1").add_auth(request)
+    return url, dict(request.headers.items())
+
+
+def test_malformed_xml_bodies(server, bucket):
+    alice, name = bucket
+    alice.put_object(Bucket=name, Key="k", Body=b"x")
+    body = b"<Delete><Object><Key>k</Key></Object"
+    url, headers = _signed(server, "POST", f"/{name}", body, {
+        "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+        "Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+    }, query="delete=")
+    reply = requests.post(url, data=body, headers=headers, timeout=30)
+    assert reply.status_code == 400, reply.text
+    assert b"MalformedXML" in reply.content
+    assert alice.get_object(Bucket=name, Key="k")["Body"].read() == b"x"
+
+
+def test_oversized_put_is_entity_too_large(server, bucket):
+    """A PutObject announcing more than 5 GiB is refused before its body is
+    read, with S3's code."""
+    import socket
+
+    alice, name = bucket
+    size = 5 * 1024 * 1024 * 1024 + 1
+    url, headers = _signed(server, "PUT", f"/{name}/huge", b"", {
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        "Content-Length": str(size),
+    })
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        head = f"PUT /{name}/huge HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        sock.sendall(head.encode() + b"x" * 65536)
+        reply = b""
+        while b"</Error>" not in reply:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            reply += piece
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert b"EntityTooLarge" in reply
+    error = client_error(alice.head_object, Bucket=name, Key="huge")
+    assert http_status(error) == 404
