@@ -115,3 +115,26 @@ def test_instances():
     changes = parse("TerminateInstances", "TerminateInstances")["TerminatingInstances"]
     assert changes[0]["CurrentState"]["Name"] == "shutting-down"
     assert changes[0]["PreviousState"]["Name"] == "running"
+
+
+def test_store_and_restore_results():
+    assert parse("CreateStoreImageTask", "CreateStoreImageTask")["ObjectKey"] == (
+        "path1/path2/ami-0123456789abcdef0.bin"
+    )
+    assert parse("CreateRestoreImageTask", "CreateRestoreImageTask")["ImageId"] == "ami-0fedcba9876543210"
+    parsed = parse("DescribeStoreImageTasks", "DescribeStoreImageTasks")
+    first, second = parsed["StoreImageTaskResults"]
+    assert first["AmiId"] == "ami-0123456789abcdef0"
+    assert first["TaskStartTime"].isoformat() == "2021-01-01T01:01:01.001000+00:00"
+    assert first["Bucket"] == "my-ami-bucket"
+    assert first["S3objectKey"] == "ami-0123456789abcdef0.bin"
+    assert first["ProgressPercentage"] == 17
+    assert first["StoreTaskState"] == "InProgress"
+    assert "StoreTaskFailureReason" not in first
+    assert second["StoreTaskState"] == "Failed"
+    assert second["StoreTaskFailureReason"] == "The snapshot snap-0123456789abcdef0 <gone>"
+    assert parsed["NextToken"] == "token-2"
+    empty = parse("DescribeStoreImageTasks-empty", "DescribeStoreImageTasks")
+    assert empty["StoreImageTaskResults"] == [] and "NextToken" not in empty
+    error = parse("error-ResourceLimitExceeded", "CreateStoreImageTask", status=400)
+    assert error["Error"]["Code"] == "ResourceLimitExceeded"

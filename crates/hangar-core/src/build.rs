@@ -383,6 +383,28 @@ impl Hangar {
 
     /// Runs a task to its end (or to a failure it records). Safe to call
     /// again on a task that was interrupted: finished steps are skipped.
+    /// Records a running task's progress (0 to 99; 100 is set on
+    /// completion), never lowering what was recorded, so a resumed task's
+    /// progress stays monotonic.
+    pub async fn report_task_progress(&self, task: &mut Task, progress: i64) -> Result<()> {
+        let progress = progress.clamp(0, 99);
+        if progress <= task.progress {
+            return Ok(());
+        }
+        task.progress = progress;
+        task.updated_ms = self.clock.now_ms();
+        task.revision = self.store.update_task(task).await?;
+        Ok(())
+    }
+
+    /// Persists a running task's record (e.g. the upload ID a store task
+    /// started), as the runner does between steps.
+    pub async fn save_task(&self, task: &mut Task) -> Result<()> {
+        task.updated_ms = self.clock.now_ms();
+        task.revision = self.store.update_task(task).await?;
+        Ok(())
+    }
+
     pub async fn run_task(&self, task_id: &str) -> Result<()> {
         let Some(mut task) = self.store.get_task(task_id).await? else {
             return Ok(());
@@ -404,6 +426,14 @@ impl Hangar {
                 self.build_image(&mut task, &image_id, snapshots, &snapshot_tags, description)
                     .await
             }
+            TaskWork::StoreImage { .. } => match self.transfer.get().cloned() {
+                Some(transfer) => transfer.store(self, &mut task).await,
+                None => Err(Error::Internal("no image transfer is configured".into())),
+            },
+            TaskWork::RestoreImage { .. } => match self.transfer.get().cloned() {
+                Some(transfer) => transfer.restore(self, &mut task).await,
+                None => Err(Error::Internal("no image transfer is configured".into())),
+            },
         };
         task.updated_ms = self.clock.now_ms();
         match outcome {
@@ -552,7 +582,7 @@ impl Hangar {
         .await
     }
 
-    async fn set_image_state(
+    pub(crate) async fn set_image_state(
         &self,
         image_id: &str,
         state: ImageState,

@@ -75,6 +75,13 @@ pub enum Error {
     IdempotentParameterMismatch(String),
     #[error("{0}")]
     InstanceLimitExceeded(String),
+    /// An account quota (e.g. GiB of store tasks in progress) would be
+    /// exceeded.
+    #[error("{0}")]
+    ResourceLimitExceeded(String),
+    /// A request this deployment cannot serve (a feature not configured).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("The region '{0}' is not served by this endpoint")]
     InvalidRegion(String),
     /// Every check passed and `DryRun` was set: AWS answers with this error.
@@ -84,6 +91,11 @@ pub enum Error {
     /// `InternalError` without the detail, which is logged instead.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Why a long task (store, restore) failed, in words for its owner
+    /// (`storeTaskFailureReason`, an image's `stateReason`). Never a request's
+    /// answer; should one leak there it renders as `InternalError`.
+    #[error("{0}")]
+    TaskFailed(String),
 }
 
 /// Kinds of resource, for errors that name one.

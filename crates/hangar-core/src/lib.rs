@@ -26,8 +26,10 @@ pub mod regions;
 pub mod repo;
 pub mod service;
 pub mod snapshots;
+pub mod store;
 pub mod tags;
 pub mod timefmt;
+pub mod transfer;
 
 pub use error::{Error, ResourceKind, Result};
 pub use service::{Caller, Hangar, Settings};

@@ -425,6 +425,29 @@ pub enum TaskWork {
         snapshot_tags: Vec<Tag>,
         description: Option<String>,
     },
+    /// `CreateStoreImageTask`: pack the image and its snapshots' data into
+    /// one object `<object_key>` of `bucket` (see `crate::transfer`).
+    StoreImage {
+        image_id: String,
+        bucket: String,
+        object_key: String,
+        /// `S3ObjectTag.N` of the request.
+        object_tags: Vec<Tag>,
+        /// The multipart upload the object is written through, once
+        /// started: kept so a task resumed after a crash reuses it.
+        upload_id: Option<String>,
+    },
+    /// `CreateRestoreImageTask`: rebuild the (already recorded, pending)
+    /// image `image_id` and its snapshots from an object.
+    RestoreImage {
+        image_id: String,
+        bucket: String,
+        object_key: String,
+        /// The new snapshots, one per snapshot of the archive, in archive
+        /// order; chosen at request time so each step is idempotent.
+        snapshot_ids: Vec<String>,
+        snapshot_tags: Vec<Tag>,
+    },
 }
 
 /// A long-running piece of work with explicit, persisted state: created

@@ -105,6 +105,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError>;
     /// Tasks not yet completed or failed, oldest first.
     async fn list_unfinished_tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// The tasks of `owner_id` in `region` created at or after
+    /// `created_since_ms`, in any state, newest first (ties by task ID,
+    /// descending).
+    async fn list_tasks_by_owner(
+        &self,
+        owner_id: &str,
+        region: &str,
+        created_since_ms: i64,
+    ) -> Result<Vec<Task>, StoreError>;
 
     // S3 buckets, keyed by name: one name space for every account and
     // region. `update_bucket` follows the revision rule of `update_image`.

@@ -31,6 +31,20 @@ pub struct Settings {
     pub instance_transition_ms: i64,
     /// Most instances one `RunInstances` may start.
     pub max_instances_per_launch: i64,
+    /// `[store]`: the most GiB (sum of the volume sizes of the AMIs being
+    /// stored) an account may have in store tasks in progress.
+    pub store_max_in_progress_gib: i64,
+    /// `[store]`: the largest AMI (sum of its volume sizes) that may be
+    /// stored, in GiB.
+    pub store_max_image_gib: i64,
+    /// `[store]`: the most GiB (sum of the restored volume sizes) an account
+    /// may have in restore tasks in progress.
+    pub store_max_restore_in_progress_gib: i64,
+    /// `[store]`: accept buckets that are public or whose Block Public
+    /// Access is not fully on.
+    pub store_allow_public_buckets: bool,
+    /// `[store]`: how many store and restore tasks run at once.
+    pub store_concurrency: usize,
 }
 
 impl Settings {
@@ -41,6 +55,11 @@ impl Settings {
             deregistered_visible_ms: 60 * 60 * 1000,
             instance_transition_ms: 1000,
             max_instances_per_launch: 20,
+            store_max_in_progress_gib: 1200,
+            store_max_image_gib: 5000,
+            store_max_restore_in_progress_gib: 600,
+            store_allow_public_buckets: false,
+            store_concurrency: 2,
         }
     }
 }
@@ -68,6 +87,9 @@ pub struct Hangar {
     /// re-checks and deletes, so it never deletes a block a writer is about
     /// to reference.
     pub(crate) block_guard: tokio::sync::RwLock<()>,
+    /// The work of store and restore tasks (see `crate::transfer`); without
+    /// it those tasks fail.
+    pub(crate) transfer: std::sync::OnceLock<Arc<dyn crate::transfer::ImageTransfer>>,
 }
 
 impl Hangar {
@@ -84,7 +106,19 @@ impl Hangar {
             settings,
             waker: Arc::new(NoWaker),
             block_guard: tokio::sync::RwLock::new(()),
+            transfer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Registers the work of store and restore tasks (once; later calls
+    /// change nothing). Set after the `Hangar` is shared, because the
+    /// embedded buckets' backend refers back to it.
+    pub fn set_transfer(&self, transfer: Arc<dyn crate::transfer::ImageTransfer>) {
+        let _ = self.transfer.set(transfer);
+    }
+
+    pub fn transfer(&self) -> Option<&Arc<dyn crate::transfer::ImageTransfer>> {
+        self.transfer.get()
     }
 
     pub fn with_waker(mut self, waker: Arc<dyn TaskWaker>) -> Self {

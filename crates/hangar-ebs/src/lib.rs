@@ -128,7 +128,7 @@ impl From<&Error> for EbsError {
                 message,
                 status: 403,
             },
-            Error::Internal(_) => EbsError {
+            Error::Internal(_) | Error::TaskFailed(_) => EbsError {
                 code: "InternalServerException",
                 reason: None,
                 message: "An internal error has occurred.".into(),
@@ -317,7 +317,7 @@ fn client(error: EbsError) -> (EbsError, Option<String>) {
 
 fn domain(error: Error) -> (EbsError, Option<String>) {
     let detail = match &error {
-        Error::Internal(detail) => Some(detail.clone()),
+        Error::Internal(detail) | Error::TaskFailed(detail) => Some(detail.clone()),
         _ => None,
     };
     (EbsError::from(&error), detail)

@@ -9,6 +9,9 @@ use hangar_core::images::{
 use hangar_core::instances::RunInstancesInput;
 use hangar_core::model::{BlockDeviceMapping, EbsBlockDevice, LaunchPermission, Tag};
 use hangar_core::snapshots::{CopySnapshotInput, DescribeSnapshotsInput};
+use hangar_core::store::{
+    CreateRestoreImageTaskInput, CreateStoreImageTaskInput, DescribeStoreImageTasksInput,
+};
 use hangar_core::tags::{TagRemoval, TagSpecification};
 
 use crate::error::ProtocolError;
@@ -91,6 +94,9 @@ pub enum Action {
     },
     CreateImage(CreateImageInput),
     CopyImage(CopyImageInput),
+    CreateStoreImageTask(CreateStoreImageTaskInput),
+    DescribeStoreImageTasks(DescribeStoreImageTasksInput),
+    CreateRestoreImageTask(CreateRestoreImageTaskInput),
 }
 
 /// A parsed request: the action and the common `DryRun` flag.
@@ -126,6 +132,9 @@ impl Action {
             Action::TerminateInstances { .. } => "TerminateInstances",
             Action::CreateImage(_) => "CreateImage",
             Action::CopyImage(_) => "CopyImage",
+            Action::CreateStoreImageTask(_) => "CreateStoreImageTask",
+            Action::DescribeStoreImageTasks(_) => "DescribeStoreImageTasks",
+            Action::CreateRestoreImageTask(_) => "CreateRestoreImageTask",
         }
     }
 }
@@ -449,6 +458,25 @@ pub fn parse(params: &Params) -> Result<Request, ProtocolError> {
             kms_key_id: root.string("KmsKeyId"),
             tag_specifications: tag_specifications(&root)?,
         }),
+        "CreateStoreImageTask" => Action::CreateStoreImageTask(CreateStoreImageTaskInput {
+            image_id: root.required("ImageId")?,
+            bucket: root.required("Bucket")?,
+            object_tags: tags(&root, "S3ObjectTag")?,
+        }),
+        "DescribeStoreImageTasks" => {
+            Action::DescribeStoreImageTasks(DescribeStoreImageTasksInput {
+                image_ids: root.strings("ImageId")?,
+                filters: filters(&root)?,
+                max_results: root.int("MaxResults")?,
+                next_token: root.string("NextToken"),
+            })
+        }
+        "CreateRestoreImageTask" => Action::CreateRestoreImageTask(CreateRestoreImageTaskInput {
+            bucket: root.required("Bucket")?,
+            object_key: root.required("ObjectKey")?,
+            name: root.string("Name"),
+            tag_specifications: tag_specifications(&root)?,
+        }),
         other => return Err(ProtocolError::InvalidAction(other.to_string())),
     };
     params.finish()?;
@@ -523,6 +551,62 @@ mod tests {
         assert_eq!(
             parse_form("Action=DescribeImageAttribute&Version=2016-11-15&ImageId=ami-1"),
             Err(ProtocolError::MissingParameter("Attribute".into()))
+        );
+    }
+
+    #[test]
+    fn store_and_restore_requests() {
+        let store = parse_form(
+            "Action=CreateStoreImageTask&Version=2016-11-15&ImageId=ami-1&Bucket=b%2Fp1&S3ObjectTag.1.Key=k&S3ObjectTag.1.Value=v&DryRun=true",
+        )
+        .unwrap();
+        assert!(store.dry_run);
+        let Action::CreateStoreImageTask(input) = store.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.image_id, "ami-1");
+        assert_eq!(input.bucket, "b/p1");
+        assert_eq!(
+            input.object_tags,
+            vec![Tag {
+                key: "k".into(),
+                value: "v".into()
+            }]
+        );
+        assert_eq!(
+            parse_form("Action=CreateStoreImageTask&Version=2016-11-15&ImageId=ami-1"),
+            Err(ProtocolError::MissingParameter("Bucket".into()))
+        );
+
+        let describe = parse_form(
+            "Action=DescribeStoreImageTasks&Version=2016-11-15&ImageId.1=ami-1&Filter.1.Name=bucket&Filter.1.Value.1=b&MaxResults=5&NextToken=t",
+        )
+        .unwrap();
+        let Action::DescribeStoreImageTasks(input) = describe.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.image_ids, vec!["ami-1"]);
+        assert_eq!(input.filters[0].name, "bucket");
+        assert_eq!(input.max_results, Some(5));
+        assert_eq!(input.next_token.as_deref(), Some("t"));
+
+        let restore = parse_form(
+            "Action=CreateRestoreImageTask&Version=2016-11-15&Bucket=b&ObjectKey=p%2Fami-1.bin&Name=restored&TagSpecification.1.ResourceType=snapshot&TagSpecification.1.Tag.1.Key=k&TagSpecification.1.Tag.1.Value=v",
+        )
+        .unwrap();
+        let Action::CreateRestoreImageTask(input) = restore.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.bucket, "b");
+        assert_eq!(input.object_key, "p/ami-1.bin");
+        assert_eq!(input.name.as_deref(), Some("restored"));
+        assert_eq!(
+            input.tag_specifications[0].resource_type.as_deref(),
+            Some("snapshot")
+        );
+        assert_eq!(
+            parse_form("Action=CreateRestoreImageTask&Version=2016-11-15&Bucket=b"),
+            Err(ProtocolError::MissingParameter("ObjectKey".into()))
         );
     }
 

@@ -150,10 +150,12 @@ impl From<&Error> for WireError {
             }
             Error::IdempotentParameterMismatch(_) => ("IdempotentParameterMismatch", 400),
             Error::InstanceLimitExceeded(_) => ("InstanceLimitExceeded", 400),
+            Error::ResourceLimitExceeded(_) => ("ResourceLimitExceeded", 400),
+            Error::Unsupported(_) => ("Unsupported", 400),
             Error::InvalidRegion(_) => ("InvalidParameterValue", 400),
             Error::DryRunOperation => return WireError::dry_run_operation(),
             // Internals never leak: the detail is logged by the server.
-            Error::Internal(_) => return WireError::internal(),
+            Error::Internal(_) | Error::TaskFailed(_) => return WireError::internal(),
         };
         WireError::new(code, error.to_string(), status)
     }

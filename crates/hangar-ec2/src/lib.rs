@@ -28,6 +28,9 @@ pub struct Response {
     pub action: Option<&'static str>,
     /// The domain error behind a 5xx, for the server's log only.
     pub internal_detail: Option<String>,
+    /// Advice for the server's log about a request that succeeded (e.g. a
+    /// bucket without default encryption).
+    pub warnings: Vec<String>,
 }
 
 impl Response {
@@ -37,6 +40,7 @@ impl Response {
             body: error.render(request_id),
             action: None,
             internal_detail: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -54,12 +58,14 @@ pub async fn handle(
         Err(error) => return Response::error(&WireError::from(error), request_id),
     };
     let name = request.action.name();
-    match dispatch(hangar, caller, request).await {
+    let mut warnings = Vec::new();
+    match dispatch(hangar, caller, request, &mut warnings).await {
         Ok(reply) => Response {
             status: 200,
             body: render::render(name, request_id, &reply),
             action: Some(name),
             internal_detail: None,
+            warnings,
         },
         Err(error) => {
             let mut response = Response::error(&WireError::from(&error), request_id);
@@ -81,7 +87,12 @@ fn read_only(dry_run: bool, result: Result<Reply, Error>) -> Result<Reply, Error
     }
 }
 
-async fn dispatch(hangar: &Hangar, caller: &Caller, request: Request) -> Result<Reply, Error> {
+async fn dispatch(
+    hangar: &Hangar,
+    caller: &Caller,
+    request: Request,
+    warnings: &mut Vec<String>,
+) -> Result<Reply, Error> {
     let dry_run = request.dry_run;
     match request.action {
         Action::RegisterImage(input) => hangar
@@ -258,6 +269,24 @@ async fn dispatch(hangar: &Hangar, caller: &Caller, request: Request) -> Result<
             .map(Reply::ImageId),
         Action::CopyImage(input) => hangar
             .copy_image(caller, input, dry_run)
+            .await
+            .map(Reply::ImageId),
+        Action::CreateStoreImageTask(input) => {
+            let output = hangar
+                .create_store_image_task(caller, input, dry_run)
+                .await?;
+            warnings.extend(output.warnings);
+            Ok(Reply::ObjectKey(output.object_key))
+        }
+        Action::DescribeStoreImageTasks(input) => read_only(
+            dry_run,
+            hangar
+                .describe_store_image_tasks(caller, input)
+                .await
+                .map(Reply::StoreImageTasks),
+        ),
+        Action::CreateRestoreImageTask(input) => hangar
+            .create_restore_image_task(caller, input, dry_run)
             .await
             .map(Reply::ImageId),
     }

@@ -13,6 +13,7 @@ use hangar_core::model::{
 };
 use hangar_core::regions::{RegionInfo, ZoneInfo};
 use hangar_core::snapshots::DescribeSnapshotsOutput;
+use hangar_core::store::DescribeStoreImageTasksOutput;
 use hangar_core::timefmt::{iso_millis, iso_seconds};
 
 use crate::xml::XmlWriter;
@@ -41,6 +42,9 @@ pub enum Reply {
     Reservation(Reservation),
     Reservations(DescribeInstancesOutput),
     StateChanges(Vec<StateChange>),
+    /// `CreateStoreImageTask`: the key the object will have.
+    ObjectKey(String),
+    StoreImageTasks(DescribeStoreImageTasksOutput),
 }
 
 pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
@@ -121,6 +125,24 @@ pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
                 write_state(xml, "currentState", change.current);
                 write_state(xml, "previousState", change.previous);
             });
+        }
+        Reply::ObjectKey(object_key) => {
+            xml.text("objectKey", object_key);
+        }
+        Reply::StoreImageTasks(output) => {
+            xml.list("storeImageTaskResultSet", &output.results, |xml, result| {
+                xml.text("amiId", &result.ami_id)
+                    .text("taskStartTime", &iso_millis(result.task_start_ms))
+                    .text("bucket", &result.bucket)
+                    .text("s3objectKey", &result.object_key)
+                    .text(
+                        "progressPercentage",
+                        &result.progress_percentage.to_string(),
+                    )
+                    .text("storeTaskState", result.state)
+                    .opt_text("storeTaskFailureReason", result.failure_reason.as_deref());
+            });
+            xml.opt_text("nextToken", output.next_token.as_deref());
         }
     }
     xml.finish(action)

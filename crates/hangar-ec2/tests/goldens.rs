@@ -388,3 +388,74 @@ fn instances() {
         ),
     );
 }
+
+#[test]
+fn store_and_restore() {
+    use hangar_core::store::{DescribeStoreImageTasksOutput, StoreImageTaskResult};
+    check(
+        "CreateStoreImageTask",
+        &render(
+            "CreateStoreImageTask",
+            REQUEST_ID,
+            &Reply::ObjectKey("path1/path2/ami-0123456789abcdef0.bin".into()),
+        ),
+    );
+    check(
+        "CreateRestoreImageTask",
+        &render(
+            "CreateRestoreImageTask",
+            REQUEST_ID,
+            &Reply::ImageId("ami-0fedcba9876543210".into()),
+        ),
+    );
+    let output = DescribeStoreImageTasksOutput {
+        results: vec![
+            StoreImageTaskResult {
+                ami_id: "ami-0123456789abcdef0".into(),
+                task_start_ms: 1_609_462_861_001,
+                bucket: "my-ami-bucket".into(),
+                object_key: "ami-0123456789abcdef0.bin".into(),
+                progress_percentage: 17,
+                state: "InProgress",
+                failure_reason: None,
+            },
+            StoreImageTaskResult {
+                ami_id: "ami-0fedcba9876543210".into(),
+                task_start_ms: 1_609_462_800_000,
+                bucket: "my-ami-bucket".into(),
+                object_key: "p/ami-0fedcba9876543210.bin".into(),
+                progress_percentage: 0,
+                state: "Failed",
+                failure_reason: Some("The snapshot snap-0123456789abcdef0 <gone>".into()),
+            },
+        ],
+        next_token: Some("token-2".into()),
+    };
+    check(
+        "DescribeStoreImageTasks",
+        &render(
+            "DescribeStoreImageTasks",
+            REQUEST_ID,
+            &Reply::StoreImageTasks(output),
+        ),
+    );
+    let empty = DescribeStoreImageTasksOutput {
+        results: vec![],
+        next_token: None,
+    };
+    check(
+        "DescribeStoreImageTasks-empty",
+        &render(
+            "DescribeStoreImageTasks",
+            REQUEST_ID,
+            &Reply::StoreImageTasks(empty),
+        ),
+    );
+    check(
+        "error-ResourceLimitExceeded",
+        &WireError::from(&Error::ResourceLimitExceeded(
+            "Storing ami-0123456789abcdef0 (8 GiB) would bring the account's store tasks in progress to 1208 GiB, over the limit of 1200 GiB".into(),
+        ))
+        .render(REQUEST_ID),
+    );
+}

@@ -31,6 +31,7 @@ mod buckets;
 mod multipart;
 mod objects;
 mod records;
+mod tasks;
 mod tokens;
 
 pub use blocks::{
@@ -58,6 +59,7 @@ pub use records::{
     fresh_instance_id, fresh_snapshot_id, fresh_task_id, fresh_volume_id, sample_instance,
     sample_snapshot, sample_task, sample_volume,
 };
+pub use tasks::check_tasks_by_owner;
 pub use tokens::check_claim_client_token;
 
 /// Runs every check, in order; [`check_reset`] last.
@@ -89,6 +91,7 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_task_roundtrip(store).await;
     check_task_revisions(store).await;
     check_unfinished_tasks(store).await;
+    check_tasks_by_owner(store).await;
     // Block maps and client tokens.
     check_block_map_entries(store).await;
     check_copy_blocks(store).await;

@@ -541,6 +541,13 @@ pub(crate) fn select_records_in_states(states: usize) -> String {
     )
 }
 
+/// The tasks of one owner in one region created at or after a moment,
+/// newest first (ties by ID, descending). Binds: kind, region, owner,
+/// earliest `created_ms`.
+pub(crate) const SELECT_TASKS_BY_OWNER: &str = "SELECT id, revision, record_version, doc \
+     FROM records WHERE kind = $1 AND region = $2 AND owner_id = $3 AND created_ms >= $4 \
+     ORDER BY created_ms DESC, id DESC";
+
 // ---------------------------------------------------------------------------
 // Block maps.
 

@@ -700,6 +700,23 @@ impl MetaStore for SqliteStore {
         rows.iter().map(decode_record_row).collect()
     }
 
+    async fn list_tasks_by_owner(
+        &self,
+        owner_id: &str,
+        region: &str,
+        created_since_ms: i64,
+    ) -> Result<Vec<Task>, StoreError> {
+        let rows = sqlx::query(sql::SELECT_TASKS_BY_OWNER)
+            .bind(<Task as Record>::KIND)
+            .bind(region)
+            .bind(owner_id)
+            .bind(created_since_ms)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|error| backend("list", &format!("tasks of {owner_id}"), error))?;
+        rows.iter().map(decode_record_row).collect()
+    }
+
     async fn put_block(&self, map_id: &str, index: i64, hash: &str) -> Result<(), StoreError> {
         sqlx::query(sql::PUT_BLOCK)
             .bind(map_id)

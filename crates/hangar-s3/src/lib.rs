@@ -20,6 +20,7 @@
 
 pub mod auth;
 mod chunked;
+pub mod embedded;
 mod error;
 pub mod ops;
 mod pump;

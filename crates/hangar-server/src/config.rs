@@ -78,6 +78,58 @@ pub struct Config {
     pub blocks: BlocksConfig,
     #[serde(default)]
     pub buckets: BucketsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+fn default_store_max_in_progress_gib() -> i64 {
+    1200
+}
+fn default_store_max_image_gib() -> i64 {
+    5000
+}
+fn default_store_max_restore_in_progress_gib() -> i64 {
+    600
+}
+fn default_store_concurrency() -> usize {
+    2
+}
+
+/// Storing AMIs in buckets and restoring them (`CreateStoreImageTask`,
+/// `CreateRestoreImageTask`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Most GiB (sum of the volume sizes of the AMIs being stored) one
+    /// account may have in store tasks in progress, per region.
+    #[serde(default = "default_store_max_in_progress_gib")]
+    pub max_in_progress_gib: i64,
+    /// Largest AMI (sum of its volume sizes) that may be stored, in GiB.
+    #[serde(default = "default_store_max_image_gib")]
+    pub max_image_gib: i64,
+    /// Most GiB (sum of the restored volume sizes) one account may have in
+    /// restore tasks in progress, per region.
+    #[serde(default = "default_store_max_restore_in_progress_gib")]
+    pub max_restore_in_progress_gib: i64,
+    /// Accept buckets that are public or whose Block Public Access is not
+    /// fully on.
+    #[serde(default)]
+    pub allow_public_buckets: bool,
+    /// How many store and restore tasks run at once.
+    #[serde(default = "default_store_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_in_progress_gib: default_store_max_in_progress_gib(),
+            max_image_gib: default_store_max_image_gib(),
+            max_restore_in_progress_gib: default_store_max_restore_in_progress_gib(),
+            allow_public_buckets: false,
+            concurrency: default_store_concurrency(),
+        }
+    }
 }
 
 fn default_transition_ms() -> u64 {
@@ -306,6 +358,21 @@ impl Config {
         if self.partition.is_empty() {
             bail!("partition must not be empty");
         }
+        for (key, value) in [
+            ("store.max_in_progress_gib", self.store.max_in_progress_gib),
+            ("store.max_image_gib", self.store.max_image_gib),
+            (
+                "store.max_restore_in_progress_gib",
+                self.store.max_restore_in_progress_gib,
+            ),
+        ] {
+            if value < 1 {
+                bail!("{key} must be at least 1 (got {value})");
+            }
+        }
+        if self.store.concurrency < 1 {
+            bail!("store.concurrency must be at least 1");
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 bail!(
@@ -365,6 +432,25 @@ mod tests {
         assert_eq!(config.regions.len(), 3);
         assert!(config.catalog);
         assert!(config.dev_mode());
+        assert_eq!(config.store.max_in_progress_gib, 1200);
+        assert_eq!(config.store.max_image_gib, 5000);
+        assert_eq!(config.store.max_restore_in_progress_gib, 600);
+        assert!(!config.store.allow_public_buckets);
+        assert_eq!(config.store.concurrency, 2);
+    }
+
+    #[test]
+    fn store_section() {
+        let config = Config::parse(
+            "[store]\nmax_in_progress_gib = 10\nallow_public_buckets = true\nconcurrency = 4\n",
+        )
+        .unwrap();
+        assert_eq!(config.store.max_in_progress_gib, 10);
+        assert!(config.store.allow_public_buckets);
+        assert_eq!(config.store.concurrency, 4);
+        assert!(Config::parse("[store]\nbogus = 1\n").is_err());
+        assert!(Config::parse("[store]\nmax_image_gib = 0\n").is_err());
+        assert!(Config::parse("[store]\nconcurrency = 0\n").is_err());
     }
 
     #[test]

@@ -135,6 +135,9 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
                     "internal error"
                 );
             }
+            for warning in &outcome.warnings {
+                tracing::warn!(request_id, action = outcome.action, warning, "advice");
+            }
             tracing::info!(
                 request_id,
                 account = caller.account_id,

@@ -101,6 +101,11 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     settings.deregistered_visible_ms = (config.images.deregistered_visible_secs as i64) * 1000;
     settings.instance_transition_ms = config.instances.transition_ms as i64;
     settings.max_instances_per_launch = config.instances.max_per_launch;
+    settings.store_max_in_progress_gib = config.store.max_in_progress_gib;
+    settings.store_max_image_gib = config.store.max_image_gib;
+    settings.store_max_restore_in_progress_gib = config.store.max_restore_in_progress_gib;
+    settings.store_allow_public_buckets = config.store.allow_public_buckets;
+    settings.store_concurrency = config.store.concurrency;
     let waker = Arc::new(workers::Waker::default());
     let hangar = Hangar::new(
         Arc::new(store),
@@ -117,6 +122,12 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     }
     let authenticator = Authenticator::from_config(&config);
     let hangar = Arc::new(hangar);
+    // Store and restore tasks write to and read from the embedded buckets.
+    let objects = hangar_s3::embedded::EmbeddedObjects::new(&hangar, object_files.clone());
+    hangar.set_transfer(Arc::new(hangar_transfer::Transfer::new(
+        Arc::new(objects),
+        hangar_transfer::TransferOptions::default(),
+    )));
     let s3_mode = if config.dev_mode() {
         hangar_s3::Mode::Dev {
             default_account: auth::DEV_DEFAULT_ACCOUNT.to_string(),
@@ -140,6 +151,9 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         s3_mode,
         config.regions.clone(),
     );
+    // At most `[store] concurrency` + 1 tasks run at once: the stores and
+    // restores, and a slot so a quick image build is not stuck behind them.
+    let task_concurrency = config.store.concurrency + 1;
     Ok(Arc::new(AppState {
         config,
         hangar,
@@ -147,6 +161,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         authenticator,
         waker,
         object_files,
+        task_concurrency,
     }))
 }
 

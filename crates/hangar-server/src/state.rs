@@ -17,4 +17,6 @@ pub struct AppState {
     pub waker: Arc<Waker>,
     /// The embedded buckets' files (for the collector).
     pub object_files: hangar_blocks::objects::ObjectFiles,
+    /// How many tasks (image builds, stores, restores) run at once.
+    pub task_concurrency: usize,
 }

@@ -38,16 +38,40 @@ pub fn spawn(state: Arc<AppState>) {
     }
 }
 
+/// Runs unfinished tasks, at most `task_concurrency` at once, each in its
+/// own tokio task (a long store must not hold up an image build), and never
+/// the same task twice at a time.
 async fn run_tasks(state: Arc<AppState>) {
+    let limit = state.task_concurrency.max(1);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    let running: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
     loop {
         match state.hangar.unfinished_tasks().await {
             Ok(task_ids) => {
                 for task_id in task_ids {
-                    if let Err(error) = state.hangar.run_task(&task_id).await {
-                        // The task stays unfinished and is retried on the
-                        // next round.
-                        tracing::error!(task_id, %error, "task step failed");
+                    let fresh = running
+                        .lock()
+                        .map(|mut running| running.insert(task_id.clone()))
+                        .unwrap_or(false);
+                    if !fresh {
+                        continue;
                     }
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let (state, running) = (state.clone(), running.clone());
+                    tokio::spawn(async move {
+                        if let Err(error) = state.hangar.run_task(&task_id).await {
+                            // The task stays unfinished and is retried on
+                            // the next round.
+                            tracing::error!(task_id, %error, "task step failed");
+                        }
+                        if let Ok(mut running) = running.lock() {
+                            running.remove(&task_id);
+                        }
+                        drop(permit);
+                        state.waker.notify.notify_one();
+                    });
                 }
             }
             Err(error) => tracing::error!(%error, "cannot list tasks"),

@@ -31,6 +31,57 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Read AMI archives (the objects `CreateStoreImageTask` writes).
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Print what an archive holds (header, manifest, index), without
+    /// decompressing any block.
+    Inspect {
+        /// The archive file (`<ami-id>.bin`).
+        file: PathBuf,
+        /// Print the manifest and the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every block's checksum, the index and the digest, without
+    /// restoring anything.
+    Verify {
+        /// The archive file (`<ami-id>.bin`).
+        file: PathBuf,
+    },
+}
+
+fn archive(command: ArchiveCommand) -> anyhow::Result<()> {
+    let in_file = |file: &PathBuf| {
+        let file = file.display().to_string();
+        move |error: hangar_archive::ArchiveError| anyhow::Error::new(error).context(file)
+    };
+    match command {
+        ArchiveCommand::Inspect { file, json } => {
+            let report = hangar_archive::inspect_file(&file).map_err(in_file(&file))?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+        }
+        ArchiveCommand::Verify { file } => {
+            let report = hangar_archive::verify_file(&file).map_err(in_file(&file))?;
+            println!(
+                "OK: {} blocks of {} snapshots, digest blake3:{}",
+                report.summary.block_count,
+                report.summary.snapshots.len(),
+                report.summary.digest_hex()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn init_logging() {
@@ -81,6 +132,7 @@ fn main() -> ExitCode {
                 .build()?;
             runtime.block_on(hangar_server::serve(config))
         }),
+        Command::Archive { command } => archive(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

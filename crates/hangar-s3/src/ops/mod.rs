@@ -45,9 +45,10 @@ mod body;
 pub(crate) use body::DevTrailers;
 mod buckets;
 mod multipart;
+pub(crate) use multipart::WireDigester;
 mod objects;
 mod policy;
-mod read;
+pub(crate) mod read;
 
 use crate::error::{anonymous, from_bucket_error, unknown_region};
 use crate::{DevCaller, SecureTransport};

@@ -28,7 +28,7 @@ use hangar_core::multipart::{
 };
 
 /// The digests completion needs, from `s3s`'s implementations.
-struct WireDigester;
+pub(crate) struct WireDigester;
 
 impl PartDigester for WireDigester {
     fn md5(&self, data: &[u8]) -> [u8; 16] {

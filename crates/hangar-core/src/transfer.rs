@@ -1,0 +1,295 @@
+//! Storing AMIs in buckets and restoring them: the seams.
+//!
+//! `CreateStoreImageTask` and `CreateRestoreImageTask` are validated and
+//! recorded by the domain (`store.rs`) as [`Task`]s with
+//! [`TaskWork::StoreImage`] / [`TaskWork::RestoreImage`]. The work itself
+//! (reading blocks, the archive format, compression, writing the object)
+//! lives outside the domain, in `hangar-archive`, behind [`ImageTransfer`],
+//! which the server registers with [`Hangar::set_transfer`]. The bucket the
+//! object goes to is reached through [`ObjectBackend`]: the embedded buckets
+//! today (`hangar-s3`), an external S3 store later.
+//!
+//! [`StoredImage`] is what an archive carries about the image (everything
+//! but sharing), in the domain's terms; the archive crate writes it as its
+//! manifest and reads it back.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::blocks::{BLOCK_SIZE, BlockHash, is_all_zero};
+use crate::buckets::BucketError;
+use crate::error::Error;
+use crate::model::{
+    BlockDeviceMapping, Bucket, Image, ImageState, S3Object, Snapshot, SnapshotState, StateReason,
+    Tag, Task,
+};
+use crate::repo::{StoreError, ZERO_BLOCK};
+use crate::service::{Caller, Hangar};
+use crate::snapshots::{BLOCKS_PER_GIB, new_snapshot};
+
+/// One snapshot of a stored image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// The snapshot's ID where it was stored (informational).
+    pub snapshot_id: String,
+    /// Declared size of the volume, in GiB.
+    pub volume_size_gib: i64,
+    pub description: Option<String>,
+    pub tags: Vec<Tag>,
+    /// Number of non-zero blocks the archive holds for it.
+    pub block_count: u64,
+}
+
+/// What an archive says about the image it holds: everything needed to
+/// register it again, but not its sharing (launch permissions), which is
+/// never restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    /// The AMI that was stored, and where.
+    pub image_id: String,
+    pub region: String,
+    pub partition: String,
+    pub owner_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub architecture: String,
+    pub virtualization_type: String,
+    pub hypervisor: String,
+    pub platform: Option<String>,
+    pub platform_details: String,
+    pub usage_operation: String,
+    pub root_device_name: Option<String>,
+    pub boot_mode: Option<String>,
+    pub ena_support: Option<bool>,
+    pub sriov_net_support: Option<String>,
+    pub tpm_support: Option<String>,
+    pub imds_support: Option<String>,
+    pub uefi_data: Option<String>,
+    pub kernel_id: Option<String>,
+    pub ramdisk_id: Option<String>,
+    pub creation_ms: i64,
+    /// The mappings as registered; an EBS mapping's `snapshot_id` names one
+    /// of `snapshots` (by its `snapshot_id`).
+    pub block_device_mappings: Vec<BlockDeviceMapping>,
+    pub tags: Vec<Tag>,
+    /// In the order their blocks appear in the archive.
+    pub snapshots: Vec<StoredSnapshot>,
+    /// When the store task started.
+    pub stored_ms: i64,
+}
+
+/// Where store tasks write objects and restore tasks read them. All calls
+/// act on a bucket the domain already authorized; none checks access.
+/// Reads return blocking readers: callers run them on blocking threads.
+#[async_trait]
+pub trait ObjectBackend: Send + Sync {
+    /// Starts a multipart upload of `key`; returns its upload ID.
+    async fn create_upload(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        metadata: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<String, BucketError>;
+    /// Stores part `part_number` (replacing one of that number); returns
+    /// its ETag (hex MD5, no quotes).
+    async fn upload_part(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        data: Vec<u8>,
+    ) -> Result<String, BucketError>;
+    /// Parts stored so far: (number, ETag, size), in order.
+    async fn list_parts(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<(i32, String, i64)>, BucketError>;
+    /// Makes the object visible, atomically, from the listed parts.
+    async fn complete_upload(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> Result<S3Object, BucketError>;
+    /// Drops the upload and its parts; an unknown upload is not an error.
+    async fn abort_upload(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), BucketError>;
+    /// The object's record, `None` when there is none.
+    async fn head_object(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+    ) -> Result<Option<S3Object>, BucketError>;
+    /// A blocking reader of the object's bytes from `start`.
+    async fn open_object(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        start: u64,
+    ) -> Result<(S3Object, Box<dyn Read + Send>), BucketError>;
+}
+
+/// The work of store and restore tasks, registered by the server.
+#[async_trait]
+pub trait ImageTransfer: Send + Sync {
+    /// Runs a store task until it completes or fails. Progress is reported
+    /// through [`Hangar::report_task_progress`]; an `Err` fails the task
+    /// with its message as the reason.
+    async fn store(&self, hangar: &Hangar, task: &mut Task) -> Result<(), Error>;
+    /// Runs a restore task until the image is available or failed.
+    async fn restore(&self, hangar: &Hangar, task: &mut Task) -> Result<(), Error>;
+    /// Reads what an object holds, without restoring (request-time checks
+    /// of `CreateRestoreImageTask`): `Err` when it is not an AMI archive.
+    async fn inspect(&self, bucket: &Bucket, key: &str) -> Result<StoredImage, Error>;
+}
+
+/// What the store and restore workers need from the domain, beyond the
+/// public operations: record reads without a caller (the task acts for its
+/// owner, checked when it was created and re-checked by the worker), block
+/// maps in pages, and the restore's writes.
+impl Hangar {
+    pub async fn image_record(&self, image_id: &str) -> Result<Option<Image>, Error> {
+        Ok(self.store.get_image(image_id).await?)
+    }
+
+    pub async fn snapshot_record(&self, snapshot_id: &str) -> Result<Option<Snapshot>, Error> {
+        Ok(self.store.get_snapshot(snapshot_id).await?)
+    }
+
+    /// Block map entries of a snapshot with index ≥ `start`, in index order,
+    /// at most `limit`: `(index, hex SHA-256 or ZERO_BLOCK)`.
+    pub async fn block_entries(
+        &self,
+        map_id: &str,
+        start: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, Error> {
+        Ok(self.store.list_blocks(map_id, start, limit).await?)
+    }
+
+    /// Restore: records snapshot `snapshot_id` as `pending` for `owner`
+    /// unless it exists (a resumed task).
+    pub async fn begin_restored_snapshot(
+        &self,
+        owner: &Caller,
+        snapshot_id: &str,
+        volume_size_gib: i64,
+        description: String,
+        tags: Vec<Tag>,
+    ) -> Result<(), Error> {
+        if self.store.get_snapshot(snapshot_id).await?.is_some() {
+            return Ok(());
+        }
+        let mut snapshot = new_snapshot(
+            snapshot_id.to_owned(),
+            owner,
+            volume_size_gib,
+            self.clock.now_ms(),
+        );
+        snapshot.description = Some(description);
+        snapshot.tags = tags;
+        match self.store.insert_snapshot(&snapshot).await {
+            Ok(()) | Err(StoreError::DuplicateId(_)) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Restore: writes one block of a pending snapshot, after checking that
+    /// `data` hashes to `sha256` and fits the volume. The block is durable
+    /// before the map points at it (as for `PutSnapshotBlock`).
+    pub async fn restore_block(
+        &self,
+        snapshot_id: &str,
+        volume_size_gib: i64,
+        index: i64,
+        data: Vec<u8>,
+        sha256: [u8; 32],
+    ) -> Result<(), Error> {
+        let block_count = volume_size_gib * BLOCKS_PER_GIB;
+        if !(0..block_count).contains(&index) || data.len() > BLOCK_SIZE {
+            return Err(Error::Internal(format!(
+                "block {index} of {snapshot_id} is outside its {volume_size_gib} GiB volume"
+            )));
+        }
+        let mut data = data;
+        data.resize(BLOCK_SIZE, 0);
+        if is_all_zero(&data) {
+            self.store.put_block(snapshot_id, index, ZERO_BLOCK).await?;
+            return Ok(());
+        }
+        let hash = BlockHash::of(&data);
+        if hash.0 != sha256 {
+            return Err(Error::Internal(format!(
+                "block {index} of {snapshot_id} does not match its checksum"
+            )));
+        }
+        let _writing = self.block_guard.read().await;
+        self.blocks.put(&hash, data).await?;
+        self.store
+            .put_block(snapshot_id, index, &hash.to_hex())
+            .await?;
+        Ok(())
+    }
+
+    /// Restore: every snapshot is written; make them `completed`, then the
+    /// image `available`.
+    pub async fn finish_restore(
+        &self,
+        image_id: &str,
+        snapshot_ids: &[String],
+    ) -> Result<(), Error> {
+        for snapshot_id in snapshot_ids {
+            self.finish_snapshot(snapshot_id).await?;
+        }
+        self.set_image_state(image_id, ImageState::Available, None)
+            .await
+    }
+
+    /// Restore failed: the snapshots go to `error` (none stays `completed`)
+    /// and the image to `failed` with `reason`.
+    pub async fn fail_restore(
+        &self,
+        image_id: &str,
+        snapshot_ids: &[String],
+        reason: &str,
+    ) -> Result<(), Error> {
+        for snapshot_id in snapshot_ids {
+            for _ in 0..8 {
+                let Some(mut snapshot) = self.store.get_snapshot(snapshot_id).await? else {
+                    break;
+                };
+                if snapshot.state == SnapshotState::Error {
+                    break;
+                }
+                snapshot.state = SnapshotState::Error;
+                snapshot.state_message = Some(reason.to_owned());
+                match self.store.update_snapshot(&snapshot).await {
+                    Ok(_) => break,
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        }
+        self.set_image_state(
+            image_id,
+            ImageState::Failed,
+            Some(StateReason {
+                code: "Client.RestoreImageFailed".into(),
+                message: reason.to_owned(),
+            }),
+        )
+        .await
+    }
+}

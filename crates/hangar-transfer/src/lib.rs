@@ -1,0 +1,800 @@
+//! Store and restore tasks: the [`ImageTransfer`] that `hangar-core`'s task
+//! runner calls for `TaskWork::StoreImage` and `TaskWork::RestoreImage`.
+//!
+//! **Store.** The task re-checks what the request checked (the image is
+//! available, its snapshots exist and are complete, the owner may still
+//! write to the bucket), builds the archive manifest ([`StoredImage`]), and
+//! streams the archive (`hangar-archive`) into the bucket through a
+//! multipart upload: block maps are read a page at a time, blocks are read
+//! and compressed `parallelism` at a time (in order), frames are appended to
+//! a part buffer, and every `part_size` bytes a part is uploaded. Memory is
+//! bounded by the blocks in flight and one part. Between parts the task
+//! checks that the image, its snapshots and the owner's access to the
+//! bucket are still there, and fails with a reason that says what went
+//! away. The upload is completed only when the archive is whole, then the
+//! object is checked (size and ETag); a failed task aborts its upload, so
+//! no partial object is ever visible. The upload ID is kept in the task:
+//! a task resumed after a crash writes its parts again into the same
+//! upload (parts replace parts), and its progress never goes backwards.
+//!
+//! **Restore.** The object is read as a stream on a blocking thread by
+//! `hangar-archive`'s reader, which verifies every frame (length and
+//! SHA-256) and, at the end, the index and the digest of the whole; blocks
+//! flow through a bounded channel into the snapshots (block store, then
+//! block map). The snapshots become `completed` and the image `available`
+//! only after the reader has verified the trailer; any failure makes every
+//! snapshot `error` and the image `failed` with the reason.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use hangar_archive::{ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, encode_block};
+use hangar_core::access::{AccessRequest, Principal, actions};
+use hangar_core::blocks::BlockHash;
+use hangar_core::buckets::BucketError;
+use hangar_core::model::{Bucket, Image, ImageState, SnapshotState, Tag, Task, TaskWork};
+use hangar_core::repo::ZERO_BLOCK;
+use hangar_core::transfer::{ImageTransfer, ObjectBackend, StoredImage, StoredSnapshot};
+use hangar_core::{Caller, Error, Hangar};
+
+/// Knobs of the transfer work.
+#[derive(Debug, Clone)]
+pub struct TransferOptions {
+    /// Bytes per uploaded part (at least 5 MiB, S3's minimum).
+    pub part_size: usize,
+    /// zstd level of block frames.
+    pub compression_level: i32,
+    /// Blocks read and compressed at once.
+    pub parallelism: usize,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            part_size: 16 * 1024 * 1024,
+            compression_level: 1,
+            parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .clamp(2, 8),
+        }
+    }
+}
+
+/// The store and restore work, over one object backend.
+pub struct Transfer {
+    backend: Arc<dyn ObjectBackend>,
+    options: TransferOptions,
+}
+
+impl Transfer {
+    pub fn new(backend: Arc<dyn ObjectBackend>, options: TransferOptions) -> Self {
+        Self { backend, options }
+    }
+}
+
+/// Block map entries read per page.
+const MAP_PAGE: usize = 1000;
+
+fn failed(reason: impl Into<String>) -> Error {
+    Error::TaskFailed(reason.into())
+}
+
+fn owner_of(task: &Task) -> Caller {
+    Caller {
+        account_id: task.owner_id.clone(),
+        region: task.region.clone(),
+    }
+}
+
+/// A `Write` into a shared buffer: the archive writer appends, the task
+/// takes full parts out.
+#[derive(Clone, Default)]
+struct PartBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for PartBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("part buffer poisoned"))?
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PartBuffer {
+    fn len(&self) -> usize {
+        self.0.lock().map(|buffer| buffer.len()).unwrap_or(0)
+    }
+
+    fn take(&self, at_most: usize) -> Vec<u8> {
+        let Ok(mut buffer) = self.0.lock() else {
+            return Vec::new();
+        };
+        if buffer.len() <= at_most {
+            return std::mem::take(&mut *buffer);
+        }
+        let rest = buffer.split_off(at_most);
+        std::mem::replace(&mut *buffer, rest)
+    }
+}
+
+/// S3 metadata values must be header-safe: printable ASCII is kept, other
+/// bytes are percent-encoded (UTF-8).
+fn header_safe(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn iso8601(ms: i64) -> String {
+    hangar_core::timefmt::iso_millis(ms)
+}
+
+/// One snapshot of the image being stored: its record's ID and map.
+struct SourceSnapshot {
+    snapshot_id: String,
+}
+
+impl Transfer {
+    /// The bucket, if the task's owner may still write `key` into it.
+    async fn writable_bucket(
+        &self,
+        hangar: &Hangar,
+        owner: &Caller,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Bucket, Error> {
+        let principal = Principal::Account(owner.clone());
+        let request = AccessRequest {
+            principal: &principal,
+            action: actions::PUT_OBJECT,
+            key: Some(key),
+            secure_transport: true,
+        };
+        hangar
+            .authorize(bucket, &request)
+            .await
+            .map_err(|error| match error {
+                BucketError::NoSuchBucket(_) => {
+                    failed(format!("The bucket {bucket} was deleted during the task"))
+                }
+                BucketError::AccessDenied(_) => failed(format!(
+                    "Access to the bucket {bucket} was lost during the task"
+                )),
+                other => Error::Internal(other.to_string()),
+            })
+    }
+
+    /// The image and its snapshots, still as the task needs them.
+    async fn check_source(
+        &self,
+        hangar: &Hangar,
+        image_id: &str,
+        snapshots: &[SourceSnapshot],
+    ) -> Result<Image, Error> {
+        let image = hangar.image_record(image_id).await?;
+        let Some(image) = image.filter(|image| image.state == ImageState::Available) else {
+            return Err(failed(format!(
+                "The image {image_id} was deregistered during the task"
+            )));
+        };
+        for snapshot in snapshots {
+            let record = hangar.snapshot_record(&snapshot.snapshot_id).await?;
+            if !record.is_some_and(|record| record.state == SnapshotState::Completed) {
+                return Err(failed(format!(
+                    "The snapshot {} of {image_id} was deleted during the task",
+                    snapshot.snapshot_id
+                )));
+            }
+        }
+        Ok(image)
+    }
+
+    /// The manifest of `image` and the snapshots it names, in mapping order.
+    async fn manifest(
+        &self,
+        hangar: &Hangar,
+        image: &Image,
+    ) -> Result<(StoredImage, Vec<SourceSnapshot>, u64), Error> {
+        let mut snapshots = Vec::new();
+        let mut stored = Vec::new();
+        let mut total_blocks = 0u64;
+        for mapping in &image.block_device_mappings {
+            let Some(snapshot_id) = mapping.ebs.as_ref().and_then(|ebs| ebs.snapshot_id.clone())
+            else {
+                continue;
+            };
+            if snapshots
+                .iter()
+                .any(|known: &SourceSnapshot| known.snapshot_id == snapshot_id)
+            {
+                continue;
+            }
+            let Some(record) = hangar.snapshot_record(&snapshot_id).await? else {
+                return Err(failed(format!(
+                    "The snapshot {snapshot_id} of {} no longer exists",
+                    image.image_id
+                )));
+            };
+            let mut count = 0u64;
+            let mut start = 0i64;
+            loop {
+                let page = hangar.block_entries(&snapshot_id, start, MAP_PAGE).await?;
+                let complete = page.len() < MAP_PAGE;
+                for (index, hash) in &page {
+                    if hash != ZERO_BLOCK {
+                        count += 1;
+                    }
+                    start = index + 1;
+                }
+                if complete {
+                    break;
+                }
+            }
+            total_blocks += count;
+            stored.push(StoredSnapshot {
+                snapshot_id: snapshot_id.clone(),
+                volume_size_gib: record.volume_size_gib,
+                description: record.description.clone(),
+                tags: record.tags.clone(),
+                block_count: count,
+            });
+            snapshots.push(SourceSnapshot { snapshot_id });
+        }
+        let manifest = StoredImage {
+            image_id: image.image_id.clone(),
+            region: image.region.clone(),
+            partition: hangar.settings().partition.clone(),
+            owner_id: image.owner_id.clone(),
+            name: image.name.clone(),
+            description: image.description.clone(),
+            architecture: image.architecture.clone(),
+            virtualization_type: image.virtualization_type.clone(),
+            hypervisor: image.hypervisor.clone(),
+            platform: image.platform.clone(),
+            platform_details: image.platform_details.clone(),
+            usage_operation: image.usage_operation.clone(),
+            root_device_name: image.root_device_name.clone(),
+            boot_mode: image.boot_mode.clone(),
+            ena_support: image.ena_support,
+            sriov_net_support: image.sriov_net_support.clone(),
+            tpm_support: image.tpm_support.clone(),
+            imds_support: image.imds_support.clone(),
+            uefi_data: image.uefi_data.clone(),
+            kernel_id: image.kernel_id.clone(),
+            ramdisk_id: image.ramdisk_id.clone(),
+            creation_ms: image.creation_ms,
+            block_device_mappings: image.block_device_mappings.clone(),
+            tags: image.tags.clone(),
+            snapshots: stored,
+            stored_ms: 0,
+        };
+        Ok((manifest, snapshots, total_blocks))
+    }
+
+    async fn store_inner(
+        &self,
+        hangar: &Hangar,
+        task: &mut Task,
+        upload_slot: &mut Option<(Bucket, String, String)>,
+    ) -> Result<(), Error> {
+        let TaskWork::StoreImage {
+            image_id,
+            bucket,
+            object_key,
+            object_tags,
+            upload_id,
+        } = task.work.clone()
+        else {
+            return Err(Error::Internal("not a store task".into()));
+        };
+        let owner = owner_of(task);
+        let bucket_record = self
+            .writable_bucket(hangar, &owner, &bucket, &object_key)
+            .await?;
+        let image = match hangar.image_record(&image_id).await? {
+            Some(image) if image.state == ImageState::Available => image,
+            _ => {
+                return Err(failed(format!(
+                    "The image {image_id} is no longer available"
+                )));
+            }
+        };
+        let (mut manifest, snapshots, total_blocks) = self.manifest(hangar, &image).await?;
+        manifest.stored_ms = task.created_ms;
+        self.check_source(hangar, &image_id, &snapshots).await?;
+
+        // The upload: the task's own (resumed), or a new one.
+        let upload_id = match upload_id {
+            Some(upload_id)
+                if self
+                    .backend
+                    .list_parts(&bucket_record, &object_key, &upload_id)
+                    .await
+                    .is_ok() =>
+            {
+                upload_id
+            }
+            _ => {
+                let metadata = BTreeMap::from([
+                    ("ami-name".to_owned(), header_safe(&image.name)),
+                    (
+                        "ami-description".to_owned(),
+                        header_safe(image.description.as_deref().unwrap_or("")),
+                    ),
+                    ("ami-creation-date".to_owned(), iso8601(image.creation_ms)),
+                    ("ami-owner-account".to_owned(), image.owner_id.clone()),
+                    ("ami-store-date".to_owned(), iso8601(task.created_ms)),
+                    ("ami-id".to_owned(), image.image_id.clone()),
+                    ("ami-region".to_owned(), image.region.clone()),
+                ]);
+                let tags: BTreeMap<String, String> = object_tags
+                    .iter()
+                    .map(|Tag { key, value }| (key.clone(), value.clone()))
+                    .collect();
+                let upload_id = self
+                    .backend
+                    .create_upload(&bucket_record, &object_key, metadata, tags)
+                    .await
+                    .map_err(|error| failed(format!("Cannot start the upload: {error}")))?;
+                task.work = TaskWork::StoreImage {
+                    image_id: image_id.clone(),
+                    bucket: bucket.clone(),
+                    object_key: object_key.clone(),
+                    object_tags: object_tags.clone(),
+                    upload_id: Some(upload_id.clone()),
+                };
+                hangar.save_task(task).await?;
+                upload_id
+            }
+        };
+        *upload_slot = Some((bucket_record.clone(), object_key.clone(), upload_id.clone()));
+
+        let buffer = PartBuffer::default();
+        let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
+            .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+        let mut parts: Vec<(i32, String)> = Vec::new();
+        let mut uploaded: u64 = 0;
+        let mut blocks_done: u64 = 0;
+
+        for (snapshot_index, snapshot) in snapshots.iter().enumerate() {
+            let mut start = 0i64;
+            loop {
+                let page = hangar
+                    .block_entries(&snapshot.snapshot_id, start, MAP_PAGE)
+                    .await?;
+                let complete = page.len() < MAP_PAGE;
+                if let Some((last, _)) = page.last() {
+                    start = last + 1;
+                }
+                let wanted: Vec<(i64, BlockHash)> = page
+                    .into_iter()
+                    .filter(|(_, hash)| hash != ZERO_BLOCK)
+                    .map(|(index, hash)| {
+                        BlockHash::from_hex(&hash)
+                            .map(|hash| (index, hash))
+                            .ok_or_else(|| {
+                                Error::Internal(format!(
+                                    "block map of {} holds a bad hash",
+                                    snapshot.snapshot_id
+                                ))
+                            })
+                    })
+                    .collect::<Result<_, Error>>()?;
+                let level = self.options.compression_level;
+                let snapshot_id = snapshot.snapshot_id.clone();
+                let mut frames = futures::stream::iter(wanted.into_iter().map(|(index, hash)| {
+                    let blocks = hangar.blocks().clone();
+                    let snapshot_id = snapshot_id.clone();
+                    async move {
+                        let data = blocks.get(&hash).await.map_err(|error| {
+                            failed(format!(
+                                "Cannot read block {index} of {snapshot_id}: {error}"
+                            ))
+                        })?;
+                        tokio::task::spawn_blocking(move || {
+                            encode_block(
+                                u32::try_from(snapshot_index).unwrap_or(u32::MAX),
+                                u64::try_from(index).unwrap_or(0),
+                                &data,
+                                hash.0,
+                                level,
+                            )
+                        })
+                        .await
+                        .map_err(|error| Error::Internal(error.to_string()))?
+                        .map_err(|error| Error::Internal(format!("archive: {error}")))
+                    }
+                }))
+                .buffered(self.options.parallelism);
+                while let Some(frame) = frames.try_next().await? {
+                    let frame: EncodedBlock = frame;
+                    writer
+                        .write_block(&frame)
+                        .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+                    blocks_done += 1;
+                    if buffer.len() >= self.options.part_size {
+                        let data = buffer.take(self.options.part_size);
+                        uploaded += data.len() as u64;
+                        let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                        self.check_source(hangar, &image_id, &snapshots).await?;
+                        self.writable_bucket(hangar, &owner, &bucket, &object_key)
+                            .await?;
+                        let etag = self
+                            .backend
+                            .upload_part(&bucket_record, &object_key, &upload_id, part_number, data)
+                            .await
+                            .map_err(|error| upload_failure(&bucket, error))?;
+                        parts.push((part_number, etag));
+                        let progress = (blocks_done * 100 / total_blocks.max(1)) as i64;
+                        hangar.report_task_progress(task, progress).await?;
+                    }
+                }
+                if complete {
+                    break;
+                }
+            }
+        }
+        let (_, summary) = writer
+            .finish()
+            .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+        // The last part (any size) and whatever a full buffer left.
+        loop {
+            let data = buffer.take(self.options.part_size);
+            if data.is_empty() && !parts.is_empty() {
+                break;
+            }
+            uploaded += data.len() as u64;
+            let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+            let etag = self
+                .backend
+                .upload_part(&bucket_record, &object_key, &upload_id, part_number, data)
+                .await
+                .map_err(|error| upload_failure(&bucket, error))?;
+            parts.push((part_number, etag));
+            if buffer.len() == 0 {
+                break;
+            }
+        }
+        self.check_source(hangar, &image_id, &snapshots).await?;
+        self.writable_bucket(hangar, &owner, &bucket, &object_key)
+            .await?;
+        let object = self
+            .backend
+            .complete_upload(&bucket_record, &object_key, &upload_id, parts)
+            .await
+            .map_err(|error| upload_failure(&bucket, error))?;
+        *upload_slot = None;
+        // Completed only over a complete object.
+        let expected = i64::try_from(uploaded).unwrap_or(i64::MAX);
+        let head = self
+            .backend
+            .head_object(&bucket_record, &object_key)
+            .await
+            .map_err(|error| upload_failure(&bucket, error))?;
+        if object.size != expected
+            || head.as_ref().map(|head| head.etag.as_str()) != Some(object.etag.as_str())
+        {
+            return Err(failed(format!(
+                "The stored object {object_key} is not the {expected} bytes written"
+            )));
+        }
+        tracing::info!(
+            image_id,
+            bucket,
+            object_key,
+            bytes = uploaded,
+            blocks = summary.block_count,
+            "store task finished"
+        );
+        Ok(())
+    }
+}
+
+fn upload_failure(bucket: &str, error: BucketError) -> Error {
+    match error {
+        BucketError::NoSuchBucket(_) => {
+            failed(format!("The bucket {bucket} was deleted during the task"))
+        }
+        BucketError::NoSuchUpload(_) => failed(format!(
+            "The upload into {bucket} was aborted during the task"
+        )),
+        BucketError::AccessDenied(_) => failed(format!(
+            "Access to the bucket {bucket} was lost during the task"
+        )),
+        other => failed(format!("Writing to the bucket {bucket} failed: {other}")),
+    }
+}
+
+#[async_trait]
+impl ImageTransfer for Transfer {
+    async fn store(&self, hangar: &Hangar, task: &mut Task) -> Result<(), Error> {
+        let mut upload = None;
+        let outcome = self.store_inner(hangar, task, &mut upload).await;
+        if outcome.is_err()
+            && let Some((bucket, key, upload_id)) = upload
+            && let Err(error) = self.backend.abort_upload(&bucket, &key, &upload_id).await
+        {
+            tracing::warn!(%error, upload_id, "cannot abort the upload of a failed store task");
+        }
+        outcome
+    }
+
+    async fn restore(&self, hangar: &Hangar, task: &mut Task) -> Result<(), Error> {
+        let TaskWork::RestoreImage {
+            image_id,
+            snapshot_ids,
+            ..
+        } = task.work.clone()
+        else {
+            return Err(Error::Internal("not a restore task".into()));
+        };
+        match self.restore_inner(hangar, task).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let reason = match &error {
+                    Error::TaskFailed(reason) => reason.clone(),
+                    other => format!("The restore failed: {other}"),
+                };
+                hangar
+                    .fail_restore(&image_id, &snapshot_ids, &reason)
+                    .await?;
+                Err(failed(reason))
+            }
+        }
+    }
+
+    async fn inspect(&self, bucket: &Bucket, key: &str) -> Result<StoredImage, Error> {
+        let (_, reader) = self
+            .backend
+            .open_object(bucket, key, 0)
+            .await
+            .map_err(|error| match error {
+                BucketError::NoSuchKey(_) => Error::InvalidParameterValue(format!(
+                    "The object {key} does not exist in the bucket {}",
+                    bucket.name
+                )),
+                other => Error::Internal(other.to_string()),
+            })?;
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || match ArchiveReader::new(reader) {
+            Ok(reader) => Ok(reader.image().clone()),
+            Err(error) => Err(Error::InvalidParameterValue(format!(
+                "The object {key} is not an AMI archive stored by CreateStoreImageTask: {error}"
+            ))),
+        })
+        .await
+        .map_err(|error| Error::Internal(error.to_string()))?
+    }
+}
+
+/// What the reader thread sends: the manifest first, then blocks.
+enum Decoded {
+    Manifest(Box<StoredImage>),
+    Block {
+        snapshot_index: u32,
+        block_index: u64,
+        data: Vec<u8>,
+        sha256: [u8; 32],
+        /// Object bytes consumed so far, for progress.
+        position: u64,
+    },
+}
+
+fn describe(error: &ArchiveError, key: &str) -> String {
+    match error {
+        ArchiveError::NotAnArchive => format!("The object {key} is not an AMI archive"),
+        ArchiveError::Truncated => format!("The object {key} is truncated"),
+        other => format!("The object {key} is corrupt: {other}"),
+    }
+}
+
+impl Transfer {
+    async fn restore_inner(&self, hangar: &Hangar, task: &mut Task) -> Result<(), Error> {
+        let TaskWork::RestoreImage {
+            image_id,
+            bucket,
+            object_key,
+            snapshot_ids,
+            snapshot_tags,
+        } = task.work.clone()
+        else {
+            return Err(Error::Internal("not a restore task".into()));
+        };
+        let owner = owner_of(task);
+        let principal = Principal::Account(owner.clone());
+        let access = AccessRequest {
+            principal: &principal,
+            action: actions::GET_OBJECT,
+            key: Some(&object_key),
+            secure_transport: true,
+        };
+        let bucket_record = hangar
+            .authorize(&bucket, &access)
+            .await
+            .map_err(|error| failed(format!("Cannot read the bucket {bucket}: {error}")))?;
+        let (object, reader) = self
+            .backend
+            .open_object(&bucket_record, &object_key, 0)
+            .await
+            .map_err(|error| failed(format!("Cannot read {object_key}: {error}")))?;
+        let total = u64::try_from(object.size).unwrap_or(1).max(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Decoded, String>>(8);
+        let key = object_key.clone();
+        let reading = tokio::task::spawn_blocking(move || {
+            let counting = CountingReader::new(reader);
+            let position = counting.position.clone();
+            let mut archive = match ArchiveReader::new(counting) {
+                Ok(archive) => archive,
+                Err(error) => {
+                    let _ = tx.blocking_send(Err(describe(&error, &key)));
+                    return;
+                }
+            };
+            if tx
+                .blocking_send(Ok(Decoded::Manifest(Box::new(archive.image().clone()))))
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                match archive.next_block() {
+                    Ok(Some(block)) => {
+                        let message = Decoded::Block {
+                            snapshot_index: block.snapshot_index,
+                            block_index: block.block_index,
+                            data: block.data,
+                            sha256: block.sha256,
+                            position: position.load(std::sync::atomic::Ordering::Relaxed),
+                        };
+                        if tx.blocking_send(Ok(message)).is_err() {
+                            return;
+                        }
+                    }
+                    // The trailer and the digest are verified: done.
+                    Ok(None) => return,
+                    Err(error) => {
+                        let _ = tx.blocking_send(Err(describe(&error, &key)));
+                        return;
+                    }
+                }
+            }
+        });
+
+        let manifest = match rx.recv().await {
+            Some(Ok(Decoded::Manifest(manifest))) => manifest,
+            Some(Err(reason)) => return Err(failed(reason)),
+            _ => return Err(failed(format!("The object {object_key} ended early"))),
+        };
+        if manifest.snapshots.len() != snapshot_ids.len() {
+            return Err(failed(format!(
+                "The object {object_key} no longer holds the image it held when the restore was requested"
+            )));
+        }
+        for (stored, snapshot_id) in manifest.snapshots.iter().zip(&snapshot_ids) {
+            let mut tags = stored.tags.clone();
+            for tag in &snapshot_tags {
+                tags.retain(|existing| existing.key != tag.key);
+                tags.push(tag.clone());
+            }
+            hangar
+                .begin_restored_snapshot(
+                    &owner,
+                    snapshot_id,
+                    stored.volume_size_gib,
+                    format!(
+                        "Created by CreateRestoreImageTask({image_id}) from {} ({})",
+                        stored.snapshot_id, manifest.image_id
+                    ),
+                    tags,
+                )
+                .await?;
+        }
+        while let Some(message) = rx.recv().await {
+            match message {
+                Ok(Decoded::Block {
+                    snapshot_index,
+                    block_index,
+                    data,
+                    sha256,
+                    position,
+                }) => {
+                    let index = usize::try_from(snapshot_index).unwrap_or(usize::MAX);
+                    let (Some(stored), Some(snapshot_id)) =
+                        (manifest.snapshots.get(index), snapshot_ids.get(index))
+                    else {
+                        return Err(failed(format!(
+                            "The object {object_key} names a snapshot it does not hold"
+                        )));
+                    };
+                    hangar
+                        .restore_block(
+                            snapshot_id,
+                            stored.volume_size_gib,
+                            i64::try_from(block_index).unwrap_or(i64::MAX),
+                            data,
+                            sha256,
+                        )
+                        .await
+                        .map_err(|error| match error {
+                            Error::Internal(detail) => {
+                                failed(format!("The object {object_key} is corrupt: {detail}"))
+                            }
+                            other => other,
+                        })?;
+                    let progress = (position * 100 / total) as i64;
+                    if progress >= task.progress + 5 {
+                        hangar.report_task_progress(task, progress).await?;
+                    }
+                }
+                Ok(Decoded::Manifest(_)) => {}
+                Err(reason) => return Err(failed(reason)),
+            }
+        }
+        reading
+            .await
+            .map_err(|error| Error::Internal(error.to_string()))?;
+        hangar.finish_restore(&image_id, &snapshot_ids).await?;
+        tracing::info!(image_id, bucket, object_key, "restore task finished");
+        Ok(())
+    }
+}
+
+/// Counts the bytes a reader has given, for progress.
+struct CountingReader<R> {
+    inner: R,
+    position: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R> CountingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            position: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.position
+            .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_buffer_hands_out_parts_in_order() {
+        let mut buffer = PartBuffer::default();
+        buffer.write_all(b"abcdefghij").expect("write");
+        assert_eq!(buffer.take(4), b"abcd");
+        assert_eq!(buffer.len(), 6);
+        assert_eq!(buffer.take(100), b"efghij");
+        assert_eq!(buffer.len(), 0);
+    }
+
+    #[test]
+    fn metadata_values_are_header_safe() {
+        assert_eq!(header_safe("plain name 1.0"), "plain name 1.0");
+        assert_eq!(header_safe("é%\n"), "%C3%A9%25%0A");
+    }
+}
