@@ -21,7 +21,7 @@ from datahelpers import (
     wait_image,
     write_disk,
 )
-from test_s3_buckets import bucket_name, client_error, s3_client
+from test_s3_buckets import aws_text, bucket_name, client_error, s3_client
 
 
 def wait_store(ec2, image_id: str, timeout: float = 60.0) -> dict:
@@ -145,3 +145,147 @@ def test_corrupt_objects_fail_the_restore(server, setup):
         for snapshot_id in snapshots:
             found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
             assert all(s["State"] != "completed" for s in found), (name, found)
+
+
+# -- failures, crashes, other partitions -----------------------------------------
+
+SMALL_PARTS = """
+[store]
+part_size_mib = 5
+"""
+
+
+def random_disk(blocks: int, seed: int) -> list:
+    """Incompressible blocks: a store of them takes a while."""
+    import random
+
+    rng = random.Random(seed)
+    return [rng.randbytes(512 * 1024) for _ in range(blocks)]
+
+
+def store_setup(srv):
+    ec2 = srv.client("alice", service="ec2")
+    ebs = srv.client("alice", service="ebs")
+    s3 = s3_client(srv, "alice")
+    bucket = bucket_name("st")
+    s3.create_bucket(Bucket=bucket)
+    return ec2, ebs, s3, bucket
+
+
+def test_deregistering_during_the_task_fails_it_and_leaves_nothing(make_server):
+    srv = make_server("dereg", extra_config=SMALL_PARTS)
+    ec2, ebs, s3, bucket = store_setup(srv)
+    snapshot = write_disk(ebs, random_disk(512, seed=3), volume_size=1)
+    image_id = register(ec2, snapshot, name=unique("gone"))
+    ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
+    ec2.deregister_image(ImageId=image_id)
+    task = wait_store(ec2, image_id)
+    assert task["StoreTaskState"] == "Failed", task
+    assert "deregistered" in task["StoreTaskFailureReason"], task
+    assert task["ProgressPercentage"] < 100
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_losing_access_during_the_task_fails_it(make_server):
+    srv = make_server("access", extra_config=SMALL_PARTS)
+    ec2, ebs, s3, bucket = store_setup(srv)
+    snapshot = write_disk(ebs, random_disk(512, seed=4), volume_size=1)
+    image_id = register(ec2, snapshot, name=unique("denied"))
+    ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
+    import json
+
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": {"AWS": "111111111111"},
+                       "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    task = wait_store(ec2, image_id)
+    assert task["StoreTaskState"] == "Failed", task
+    assert "Access to the bucket" in task["StoreTaskFailureReason"], task
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_sigkill_during_a_store_resumes_it(make_server, tmp_path):
+    srv = make_server("killstore", extra_config=SMALL_PARTS)
+    ec2, ebs, s3, bucket = store_setup(srv)
+    disk = random_disk(512, seed=5)
+    snapshot = write_disk(ebs, disk, volume_size=1)
+    image_id = register(ec2, snapshot, name=unique("killed"))
+    ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        task = ec2.describe_store_image_tasks(ImageIds=[image_id])["StoreImageTaskResults"][0]
+        seen.append(task["ProgressPercentage"])
+        if task["ProgressPercentage"] > 0 or task["StoreTaskState"] != "InProgress":
+            break
+        time.sleep(0.02)
+    srv.kill9()
+    srv.start()
+    ec2 = srv.client("alice", service="ec2")
+    s3 = s3_client(srv, "alice")
+    deadline = time.monotonic() + 60
+    while True:
+        task = ec2.describe_store_image_tasks(ImageIds=[image_id])["StoreImageTaskResults"][0]
+        seen.append(task["ProgressPercentage"])
+        if task["StoreTaskState"] != "InProgress":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert task["StoreTaskState"] == "Completed", task
+    assert seen == sorted(seen), f"progress went backwards: {seen}"
+    local = tmp_path / "resumed.bin"
+    s3.download_file(bucket, task["S3objectKey"], str(local))
+    verify = subprocess.run([str(HANGAR_BIN), "archive", "verify", str(local)],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    restored = ec2.create_restore_image_task(Bucket=bucket, ObjectKey=task["S3objectKey"],
+                                             Name=unique("back"))["ImageId"]
+    image = wait_image(ec2, restored, "available", timeout=60)
+    ebs = srv.client("alice", service="ebs")
+    got, _ = read_disk(ebs, image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"], blocks=2048)
+    assert_same_disk(got[:512], disk, "restored after a crash")
+
+
+def test_restore_in_another_partition(server, setup, make_server, tmp_path):
+    ec2, ebs, s3, bucket = setup
+    disk = make_disk(seed=31, blocks=64)
+    snapshot = write_disk(ebs, disk, volume_size=1)
+    name = unique("travels")
+    image_id = register(
+        ec2, snapshot, name=name, Description="crosses partitions",
+        TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "k", "Value": "v"}]}])
+    key = ec2.create_store_image_task(ImageId=image_id, Bucket=f"{bucket}/exports/2026"
+                                      )["ObjectKey"]
+    assert key == f"exports/2026/{image_id}.bin"
+    # The AWS CLI's waiter, then the object travels with `aws s3 cp`.
+    code, _, err = aws_text(server, "ec2", "wait", "store-image-task-complete",
+                            "--image-ids", image_id)
+    assert code == 0, err
+    local = tmp_path / "travel.bin"
+    code, _, err = aws_text(server, "s3", "cp", f"s3://{bucket}/{key}", str(local))
+    assert code == 0, err
+
+    gov = make_server("gov", extra_config='partition = "aws-us-gov"\n')
+    gov_s3 = s3_client(gov, "alice")
+    gov_bucket = bucket_name("gov")
+    gov_s3.create_bucket(Bucket=gov_bucket)
+    code, _, err = aws_text(gov, "s3", "cp", str(local), f"s3://{gov_bucket}/{image_id}.bin")
+    assert code == 0, err
+    gov_ec2 = gov.client("alice", service="ec2")
+    restored = gov_ec2.create_restore_image_task(Bucket=gov_bucket,
+                                                 ObjectKey=f"{image_id}.bin")["ImageId"]
+    image = wait_image(gov_ec2, restored, "available", timeout=60)
+    assert image["Name"] == name
+    assert image["Description"] == "crosses partitions"
+    assert {"Key": "k", "Value": "v"} in image["Tags"]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    assert [m["DeviceName"] for m in image["BlockDeviceMappings"]] == ["/dev/xvda"]
+    assert image["SourceImageId"] == image_id
+    gov_ebs = gov.client("alice", service="ebs")
+    got, _ = read_disk(gov_ebs, image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"],
+                       blocks=2048)
+    assert_same_disk(got[:64], disk, "restored in aws-us-gov")
+    # boto3's waiter on the original side works too.
+    ec2.get_waiter("store_image_task_complete").wait(ImageIds=[image_id])

@@ -118,6 +118,14 @@ pub struct StoreConfig {
     /// How many store and restore tasks run at once.
     #[serde(default = "default_store_concurrency")]
     pub concurrency: usize,
+    /// Size of the parts a store task uploads, in MiB (5 to 5120, S3's
+    /// part limits; the last part may be smaller).
+    #[serde(default = "default_store_part_size_mib")]
+    pub part_size_mib: u64,
+}
+
+fn default_store_part_size_mib() -> u64 {
+    16
 }
 
 impl Default for StoreConfig {
@@ -128,6 +136,7 @@ impl Default for StoreConfig {
             max_restore_in_progress_gib: default_store_max_restore_in_progress_gib(),
             allow_public_buckets: false,
             concurrency: default_store_concurrency(),
+            part_size_mib: default_store_part_size_mib(),
         }
     }
 }
@@ -370,6 +379,12 @@ impl Config {
                 bail!("{key} must be at least 1 (got {value})");
             }
         }
+        if !(5..=5120).contains(&self.store.part_size_mib) {
+            bail!(
+                "store.part_size_mib must be 5 to 5120 (got {})",
+                self.store.part_size_mib
+            );
+        }
         if self.store.concurrency < 1 {
             bail!("store.concurrency must be at least 1");
         }
@@ -451,6 +466,8 @@ mod tests {
         assert!(Config::parse("[store]\nbogus = 1\n").is_err());
         assert!(Config::parse("[store]\nmax_image_gib = 0\n").is_err());
         assert!(Config::parse("[store]\nconcurrency = 0\n").is_err());
+        assert!(Config::parse("[store]\npart_size_mib = 4\n").is_err());
+        assert_eq!(Config::parse("").expect("defaults").store.part_size_mib, 16);
     }
 
     #[test]

@@ -124,9 +124,15 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     let hangar = Arc::new(hangar);
     // Store and restore tasks write to and read from the embedded buckets.
     let objects = hangar_s3::embedded::EmbeddedObjects::new(&hangar, object_files.clone());
+    let transfer_options = hangar_transfer::TransferOptions {
+        part_size: usize::try_from(config.store.part_size_mib)
+            .unwrap_or(16)
+            .saturating_mul(1024 * 1024),
+        ..hangar_transfer::TransferOptions::default()
+    };
     hangar.set_transfer(Arc::new(hangar_transfer::Transfer::new(
         Arc::new(objects),
-        hangar_transfer::TransferOptions::default(),
+        transfer_options,
     )));
     let s3_mode = if config.dev_mode() {
         hangar_s3::Mode::Dev {

@@ -59,6 +59,7 @@ impl Default for TransferOptions {
             parallelism: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
+                .saturating_mul(2)
                 .clamp(2, 8),
         }
     }
@@ -368,6 +369,9 @@ impl Transfer {
         let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         let mut parts: Vec<(i32, String)> = Vec::new();
+        let mut in_flight: std::collections::VecDeque<UploadHandle> =
+            std::collections::VecDeque::new();
+        let mut next_part: i32 = 0;
         let mut uploaded: u64 = 0;
         let mut blocks_done: u64 = 0;
 
@@ -430,16 +434,25 @@ impl Transfer {
                     if buffer.len() >= self.options.part_size {
                         let data = buffer.take(self.options.part_size);
                         uploaded += data.len() as u64;
-                        let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                        next_part += 1;
                         self.check_source(hangar, &image_id, &snapshots).await?;
                         self.writable_bucket(hangar, &owner, &bucket, &object_key)
                             .await?;
-                        let etag = self
-                            .backend
-                            .upload_part(&bucket_record, &object_key, &upload_id, part_number, data)
-                            .await
-                            .map_err(|error| upload_failure(&bucket, error))?;
-                        parts.push((part_number, etag));
+                        // Parts upload in the background (encrypted, hashed
+                        // and fsynced there) while the next one is encoded;
+                        // at most `UPLOADS_IN_FLIGHT` at a time.
+                        if in_flight.len() >= UPLOADS_IN_FLIGHT
+                            && let Some(oldest) = in_flight.pop_front()
+                        {
+                            parts.push(finish_upload(oldest, &bucket).await?);
+                        }
+                        in_flight.push_back(self.spawn_upload(
+                            &bucket_record,
+                            &object_key,
+                            &upload_id,
+                            next_part,
+                            data,
+                        ));
                         let progress = (blocks_done * 100 / total_blocks.max(1)) as i64;
                         hangar.report_task_progress(task, progress).await?;
                     }
@@ -455,20 +468,24 @@ impl Transfer {
         // The last part (any size) and whatever a full buffer left.
         loop {
             let data = buffer.take(self.options.part_size);
-            if data.is_empty() && !parts.is_empty() {
+            if data.is_empty() && next_part > 0 {
                 break;
             }
             uploaded += data.len() as u64;
-            let part_number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-            let etag = self
-                .backend
-                .upload_part(&bucket_record, &object_key, &upload_id, part_number, data)
-                .await
-                .map_err(|error| upload_failure(&bucket, error))?;
-            parts.push((part_number, etag));
+            next_part += 1;
+            in_flight.push_back(self.spawn_upload(
+                &bucket_record,
+                &object_key,
+                &upload_id,
+                next_part,
+                data,
+            ));
             if buffer.len() == 0 {
                 break;
             }
+        }
+        while let Some(handle) = in_flight.pop_front() {
+            parts.push(finish_upload(handle, &bucket).await?);
         }
         self.check_source(hangar, &image_id, &snapshots).await?;
         self.writable_bucket(hangar, &owner, &bucket, &object_key)
@@ -503,6 +520,38 @@ impl Transfer {
         );
         Ok(())
     }
+}
+
+/// Parts uploading at once while the archive is being encoded.
+const UPLOADS_IN_FLIGHT: usize = 2;
+
+type UploadHandle = tokio::task::JoinHandle<Result<(i32, String), BucketError>>;
+
+impl Transfer {
+    fn spawn_upload(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        data: Vec<u8>,
+    ) -> UploadHandle {
+        let backend = self.backend.clone();
+        let (bucket, key, upload_id) = (bucket.clone(), key.to_owned(), upload_id.to_owned());
+        tokio::spawn(async move {
+            let etag = backend
+                .upload_part(&bucket, &key, &upload_id, part_number, data)
+                .await?;
+            Ok((part_number, etag))
+        })
+    }
+}
+
+async fn finish_upload(handle: UploadHandle, bucket: &str) -> Result<(i32, String), Error> {
+    handle
+        .await
+        .map_err(|error| Error::Internal(error.to_string()))?
+        .map_err(|error| upload_failure(bucket, error))
 }
 
 fn upload_failure(bucket: &str, error: BucketError) -> Error {
