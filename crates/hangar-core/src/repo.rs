@@ -163,6 +163,15 @@ pub trait MetaStore: Send + Sync + 'static {
     // `ZERO_BLOCK` for a block of zeros that is not stored.
     /// Sets (inserts or replaces) one entry.
     async fn put_block(&self, map_id: &str, index: i64, hash: &str) -> Result<(), StoreError>;
+    /// Sets many entries of one map, in one transaction where the engine
+    /// has them (restores write thousands; one commit each would be one
+    /// fsync each).
+    async fn put_blocks(&self, map_id: &str, entries: &[(i64, String)]) -> Result<(), StoreError> {
+        for (index, hash) in entries {
+            self.put_block(map_id, *index, hash).await?;
+        }
+        Ok(())
+    }
     async fn get_block(&self, map_id: &str, index: i64) -> Result<Option<String>, StoreError>;
     /// Entries with index ≥ `start_index`, in index order, at most `limit`.
     async fn list_blocks(

@@ -206,17 +206,21 @@ impl Hangar {
         }
     }
 
-    /// Restore: writes one block of a pending snapshot, after checking that
-    /// `data` hashes to `sha256` and fits the volume. The block is durable
-    /// before the map points at it (as for `PutSnapshotBlock`).
-    pub async fn restore_block(
+    /// Restore: makes one block of a pending snapshot durable in the block
+    /// store, after checking that `data` hashes to `sha256` and fits the
+    /// volume; returns the map value to record for it (the hash, or
+    /// `ZERO_BLOCK`). The caller holds [`Hangar::block_write_guard`] from
+    /// here until the map entry is written ([`Hangar::restore_map_entries`]),
+    /// as `PutSnapshotBlock` does, so the collector cannot take the block in
+    /// between.
+    pub async fn restore_block_file(
         &self,
         snapshot_id: &str,
         volume_size_gib: i64,
         index: i64,
         data: Vec<u8>,
         sha256: [u8; 32],
-    ) -> Result<(), Error> {
+    ) -> Result<String, Error> {
         let block_count = volume_size_gib * BLOCKS_PER_GIB;
         if !(0..block_count).contains(&index) || data.len() > BLOCK_SIZE {
             return Err(Error::Internal(format!(
@@ -226,8 +230,7 @@ impl Hangar {
         let mut data = data;
         data.resize(BLOCK_SIZE, 0);
         if is_all_zero(&data) {
-            self.store.put_block(snapshot_id, index, ZERO_BLOCK).await?;
-            return Ok(());
+            return Ok(ZERO_BLOCK.to_owned());
         }
         let hash = BlockHash::of(&data);
         if hash.0 != sha256 {
@@ -235,12 +238,24 @@ impl Hangar {
                 "block {index} of {snapshot_id} does not match its checksum"
             )));
         }
-        let _writing = self.block_guard.read().await;
         self.blocks.put(&hash, data).await?;
-        self.store
-            .put_block(snapshot_id, index, &hash.to_hex())
-            .await?;
-        Ok(())
+        Ok(hash.to_hex())
+    }
+
+    /// Held shared by writers of blocks from the block put to the map entry
+    /// (see the collector in `snapshots.rs`).
+    pub async fn block_write_guard(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.block_guard.read().await
+    }
+
+    /// Restore: records the map entries of blocks written by
+    /// [`Hangar::restore_block_file`], in one transaction.
+    pub async fn restore_map_entries(
+        &self,
+        snapshot_id: &str,
+        entries: &[(i64, String)],
+    ) -> Result<(), Error> {
+        Ok(self.store.put_blocks(snapshot_id, entries).await?)
     }
 
     /// Restore: every snapshot is written; make them `completed`, then the
@@ -291,5 +306,31 @@ impl Hangar {
             }),
         )
         .await
+    }
+}
+
+impl Hangar {
+    /// Restore: shows `progress` (0 to 99) on the pending snapshots, as
+    /// `DescribeSnapshots` reports it while the data arrives. Best effort: a
+    /// lost race only delays the figure.
+    pub async fn report_restore_progress(
+        &self,
+        snapshot_ids: &[String],
+        progress: i64,
+    ) -> Result<(), Error> {
+        let progress = progress.clamp(0, 99);
+        for snapshot_id in snapshot_ids {
+            if let Some(mut snapshot) = self.store.get_snapshot(snapshot_id).await?
+                && snapshot.state == SnapshotState::Pending
+                && snapshot.progress < progress
+            {
+                snapshot.progress = progress;
+                match self.store.update_snapshot(&snapshot).await {
+                    Ok(_) | Err(StoreError::Conflict(_)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        }
+        Ok(())
     }
 }

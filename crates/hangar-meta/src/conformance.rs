@@ -35,8 +35,8 @@ mod tasks;
 mod tokens;
 
 pub use blocks::{
-    check_block_map_entries, check_copy_blocks, check_merge_blocks, check_orphan_block_maps,
-    check_referenced_among, check_referenced_hashes,
+    check_block_map_batches, check_block_map_entries, check_copy_blocks, check_merge_blocks,
+    check_orphan_block_maps, check_referenced_among, check_referenced_hashes,
 };
 pub use buckets::{
     check_bucket_delete, check_bucket_listing, check_bucket_names_are_global,
@@ -94,6 +94,7 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_tasks_by_owner(store).await;
     // Block maps and client tokens.
     check_block_map_entries(store).await;
+    check_block_map_batches(store).await;
     check_copy_blocks(store).await;
     check_merge_blocks(store).await;
     check_referenced_hashes(store).await;

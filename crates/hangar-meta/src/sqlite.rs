@@ -728,6 +728,22 @@ impl MetaStore for SqliteStore {
         Ok(())
     }
 
+    async fn put_blocks(&self, map_id: &str, entries: &[(i64, String)]) -> Result<(), StoreError> {
+        let subject = format!("{} blocks of {map_id}", entries.len());
+        let failed = |error: sqlx::Error| backend("write", &subject, error);
+        let mut tx = self.begin("write", &subject).await?;
+        for (index, hash) in entries {
+            sqlx::query(sql::PUT_BLOCK)
+                .bind(map_id)
+                .bind(index)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        commit(tx, "write", &subject).await
+    }
+
     async fn get_block(&self, map_id: &str, index: i64) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar(sql::SELECT_BLOCK)
             .bind(map_id)

@@ -631,6 +631,9 @@ impl ImageTransfer for Transfer {
     }
 }
 
+/// Blocks written per batch of a restore (one map transaction each).
+const RESTORE_BATCH: usize = 16;
+
 /// What the reader thread sends: the manifest first, then blocks.
 enum Decoded {
     Manifest(Box<StoredImage>),
@@ -753,47 +756,117 @@ impl Transfer {
                 )
                 .await?;
         }
-        while let Some(message) = rx.recv().await {
-            match message {
-                Ok(Decoded::Block {
-                    snapshot_index,
-                    block_index,
-                    data,
-                    sha256,
-                    position,
-                }) => {
-                    let index = usize::try_from(snapshot_index).unwrap_or(usize::MAX);
-                    let (Some(stored), Some(snapshot_id)) =
-                        (manifest.snapshots.get(index), snapshot_ids.get(index))
-                    else {
-                        return Err(failed(format!(
-                            "The object {object_key} names a snapshot it does not hold"
-                        )));
-                    };
-                    hangar
-                        .restore_block(
-                            snapshot_id,
-                            stored.volume_size_gib,
-                            i64::try_from(block_index).unwrap_or(i64::MAX),
+        // Blocks are written in batches: the reader thread decodes ahead
+        // through the channel, in order; each batch's block files are made
+        // durable concurrently, then its map entries are recorded in one
+        // transaction per snapshot, all under the block write guard (as
+        // `PutSnapshotBlock` holds it from block to map entry). Two batches
+        // are in flight at a time.
+        let blocks = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        });
+        let manifest = &manifest;
+        let snapshot_ids_ref = &snapshot_ids;
+        let object_key_ref = &object_key;
+        let writes = blocks
+            .ready_chunks(RESTORE_BATCH)
+            .map(|batch| async move {
+                let mut pending = Vec::with_capacity(batch.len());
+                for message in batch {
+                    match message {
+                        Ok(Decoded::Block {
+                            snapshot_index,
+                            block_index,
                             data,
                             sha256,
-                        )
-                        .await
-                        .map_err(|error| match error {
-                            Error::Internal(detail) => {
-                                failed(format!("The object {object_key} is corrupt: {detail}"))
-                            }
-                            other => other,
-                        })?;
-                    let progress = (position * 100 / total) as i64;
-                    if progress >= task.progress + 5 {
-                        hangar.report_task_progress(task, progress).await?;
+                            position,
+                        }) => {
+                            let index = usize::try_from(snapshot_index).unwrap_or(usize::MAX);
+                            let (Some(stored), Some(snapshot_id)) =
+                                (manifest.snapshots.get(index), snapshot_ids_ref.get(index))
+                            else {
+                                return Err(failed(format!(
+                                    "The object {object_key_ref} names a snapshot it does not hold"
+                                )));
+                            };
+                            pending.push((
+                                snapshot_id.clone(),
+                                stored.volume_size_gib,
+                                i64::try_from(block_index).unwrap_or(i64::MAX),
+                                data,
+                                sha256,
+                                position,
+                            ));
+                        }
+                        Ok(Decoded::Manifest(_)) => {}
+                        Err(reason) => return Err(failed(reason)),
                     }
                 }
-                Ok(Decoded::Manifest(_)) => {}
-                Err(reason) => return Err(failed(reason)),
+                let _writing = hangar.block_write_guard().await;
+                let written = futures::future::try_join_all(pending.into_iter().map(
+                    |(snapshot_id, volume_size_gib, index, data, sha256, position)| async move {
+                        let value = hangar
+                            .restore_block_file(&snapshot_id, volume_size_gib, index, data, sha256)
+                            .await
+                            .map_err(|error| match error {
+                                Error::Internal(detail) => failed(format!(
+                                    "The object {object_key_ref} is corrupt: {detail}"
+                                )),
+                                other => other,
+                            })?;
+                        Ok::<_, Error>((snapshot_id, index, value, position))
+                    },
+                ))
+                .await?;
+                let mut by_snapshot: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+                let mut furthest = 0u64;
+                for (snapshot_id, index, value, position) in written {
+                    by_snapshot
+                        .entry(snapshot_id)
+                        .or_default()
+                        .push((index, value));
+                    furthest = furthest.max(position);
+                }
+                for (snapshot_id, entries) in by_snapshot {
+                    hangar.restore_map_entries(&snapshot_id, &entries).await?;
+                }
+                Ok::<_, Error>(furthest)
+            })
+            .buffer_unordered(2);
+        // Progress goes to the task from a second future polled beside the
+        // writes: awaiting the database between two polls of the writes
+        // could wait for the one write connection a suspended batch holds.
+        let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0i64);
+        let consume = async move {
+            let mut writes = std::pin::pin!(writes);
+            let mut done = 0u64;
+            while let Some(position) = writes.try_next().await? {
+                done = done.max(position);
+                let progress = i64::try_from(done * 100 / total).unwrap_or(99);
+                progress_tx.send_if_modified(|current| {
+                    let newer = progress >= *current + 5;
+                    if newer {
+                        *current = progress;
+                    }
+                    newer
+                });
             }
-        }
+            Ok::<(), Error>(())
+        };
+        let snapshot_ids_progress = &snapshot_ids;
+        let report = async {
+            while progress_rx.changed().await.is_ok() {
+                let progress = *progress_rx.borrow_and_update();
+                hangar.report_task_progress(task, progress).await?;
+                hangar
+                    .report_restore_progress(snapshot_ids_progress, progress)
+                    .await?;
+            }
+            Ok::<(), Error>(())
+        };
+        let (written, reported) = futures::join!(consume, report);
+        written?;
+        reported?;
         reading
             .await
             .map_err(|error| Error::Internal(error.to_string()))?;

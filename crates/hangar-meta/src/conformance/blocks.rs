@@ -476,3 +476,27 @@ pub async fn check_referenced_among(store: &dyn MetaStore) {
     );
     assert!(ok(store.referenced_among(&[]).await, "ask about nothing").is_empty());
 }
+
+/// `put_blocks` sets many entries of one map at once, replacing existing
+/// ones, exactly as that many `put_block` calls would.
+pub async fn check_block_map_batches(store: &dyn MetaStore) {
+    let map = fresh_snapshot_id();
+    let h = hashes_with_fresh_prefix(3);
+    ok(store.put_block(&map, 5, &h[0]).await, "put one entry");
+    let batch: Vec<(i64, String)> = vec![
+        (9, h[1].clone()),
+        (5, h[2].clone()),
+        (2, ZERO_BLOCK.to_owned()),
+    ];
+    ok(store.put_blocks(&map, &batch).await, "put a batch");
+    ok(store.put_blocks(&map, &[]).await, "put an empty batch");
+    assert_eq!(
+        whole_map(store, &map).await,
+        vec![
+            (2, ZERO_BLOCK.to_owned()),
+            (5, h[2].clone()),
+            (9, h[1].clone())
+        ],
+        "conformance: a batch sets every entry and replaces existing ones"
+    );
+}
