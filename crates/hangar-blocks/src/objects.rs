@@ -207,6 +207,20 @@ impl ObjectFiles {
 
     /// Starts writing a new object file in the bucket's folder.
     pub fn writer(&self, bucket: &str) -> io::Result<ObjectWriter> {
+        self.new_writer(bucket, true)
+    }
+
+    /// A writer that computes no MD5: its [`WrittenObject::md5`] is 16
+    /// random bytes, an opaque tag. For the parts store tasks write, whose
+    /// ETags no client checks against the content (a multipart object's
+    /// ETag is not its MD5), so the MD5 pass (a fifth of a store's CPU) is
+    /// skipped; the archive carries its own digests, and every chunk its
+    /// GCM tag.
+    pub fn writer_without_md5(&self, bucket: &str) -> io::Result<ObjectWriter> {
+        self.new_writer(bucket, false)
+    }
+
+    fn new_writer(&self, bucket: &str, with_md5: bool) -> io::Result<ObjectWriter> {
         let dir = self.bucket_dir(bucket)?;
         if !dir.is_dir() {
             std::fs::create_dir_all(&dir)?;
@@ -221,7 +235,7 @@ impl ObjectFiles {
             file: None,
             tmp,
             dir,
-            md5: Md5::new(),
+            md5: with_md5.then(Md5::new),
             size: 0,
             cipher,
             chunk: Vec::with_capacity(CHUNK_SIZE + TAG_LEN),
@@ -348,7 +362,8 @@ pub struct ObjectWriter {
     file: Option<File>,
     tmp: PathBuf,
     dir: PathBuf,
-    md5: Md5,
+    /// `None` for writers made without it.
+    md5: Option<Md5>,
     size: u64,
     cipher: FileCipher,
     /// Plaintext of the chunk being gathered (capacity for its tag too).
@@ -362,7 +377,8 @@ pub struct ObjectWriter {
 pub struct WrittenObject {
     /// Bytes of plaintext.
     pub size: u64,
-    /// MD5 of the plaintext.
+    /// MD5 of the plaintext (16 random bytes for writers made with
+    /// [`ObjectFiles::writer_without_md5`]).
     pub md5: [u8; 16],
 }
 
@@ -397,7 +413,9 @@ impl ObjectWriter {
             let take = (CHUNK_SIZE - self.chunk.len()).min(data.len());
             let (piece, rest) = data.split_at(take);
             self.chunk.extend_from_slice(piece);
-            self.md5.update(piece);
+            if let Some(md5) = self.md5.as_mut() {
+                md5.update(piece);
+            }
             self.size += take as u64;
             data = rest;
         }
@@ -409,9 +427,13 @@ impl ObjectWriter {
         self.size
     }
 
-    /// The MD5 of the plaintext written so far.
+    /// The MD5 of the plaintext written so far (zeros for a writer made
+    /// without it).
     pub fn md5(&self) -> [u8; 16] {
-        self.md5.clone().finalize().into()
+        self.md5
+            .as_ref()
+            .map(|md5| md5.clone().finalize().into())
+            .unwrap_or_default()
     }
 
     /// Seals the final chunk and makes the file durable under `file_name`
@@ -433,9 +455,13 @@ impl ObjectWriter {
         // Renamed: nothing left for `drop` to remove.
         self.tmp = PathBuf::new();
         sync_dir(&self.dir)?;
+        let md5 = match &self.md5 {
+            Some(md5) => md5.clone().finalize().into(),
+            None => rand::random::<[u8; 16]>(),
+        };
         Ok(WrittenObject {
             size: self.size,
-            md5: self.md5.clone().finalize().into(),
+            md5,
         })
     }
 }
@@ -657,6 +683,30 @@ mod tests {
 
     fn raw_path(files: &ObjectFiles, name: &str) -> PathBuf {
         files.path_of("my-bucket", name).expect("path")
+    }
+
+    #[test]
+    fn writers_without_md5_give_opaque_tags_and_the_same_bytes() {
+        let (_dir, files) = files();
+        let mut tags = Vec::new();
+        for unique in ["1", "2"] {
+            let name = object_file_name("part", unique);
+            let mut writer = files.writer_without_md5("my-bucket").expect("writer");
+            writer.write(b"hello world").expect("write");
+            assert_eq!(writer.md5(), [0u8; 16], "no MD5 is computed");
+            let written = writer.finish(&name).expect("finish");
+            assert_eq!(written.size, 11);
+            assert_ne!(to_hex(&written.md5), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+            tags.push(written.md5);
+            let mut text = String::new();
+            files
+                .open_read("my-bucket", &name)
+                .expect("open")
+                .read_to_string(&mut text)
+                .expect("read");
+            assert_eq!(text, "hello world");
+        }
+        assert_ne!(tags[0], tags[1], "tags are unique");
     }
 
     #[test]

@@ -110,7 +110,8 @@ impl ObjectBackend for EmbeddedObjects {
         let file_name = object_file_name(key, &format!("{:032x}", rand::random::<u128>()));
         let final_name = file_name.clone();
         let written = Self::blocking(move || {
-            let mut writer = files.writer(&bucket_name)?;
+            // Task parts: no client checks their ETags against the content.
+            let mut writer = files.writer_without_md5(&bucket_name)?;
             writer.write(&data)?;
             writer.finish(&final_name)
         })
