@@ -75,6 +75,11 @@ impl Transfer {
     pub fn new(backend: Arc<dyn ObjectBackend>, options: TransferOptions) -> Self {
         Self { backend, options }
     }
+
+    /// A part buffer's capacity: a part and the frame that overflows it.
+    fn part_capacity(&self) -> usize {
+        self.options.part_size + hangar_core::blocks::BLOCK_SIZE + 4096
+    }
 }
 
 /// Block map entries read per page.
@@ -115,15 +120,19 @@ impl PartBuffer {
         self.0.lock().map(|buffer| buffer.len()).unwrap_or(0)
     }
 
-    fn take(&self, at_most: usize) -> Vec<u8> {
+    /// Takes the first `at_most` bytes out; what follows them moves into a
+    /// buffer allocated once at `capacity`, so the buffer does not grow by
+    /// repeated reallocation (and copying) while the next part fills it.
+    fn take(&self, at_most: usize, capacity: usize) -> Vec<u8> {
         let Ok(mut buffer) = self.0.lock() else {
             return Vec::new();
         };
-        if buffer.len() <= at_most {
-            return std::mem::take(&mut *buffer);
+        let mut next = Vec::with_capacity(capacity);
+        if buffer.len() > at_most {
+            next.extend_from_slice(&buffer[at_most..]);
+            buffer.truncate(at_most);
         }
-        let rest = buffer.split_off(at_most);
-        std::mem::replace(&mut *buffer, rest)
+        std::mem::replace(&mut *buffer, next)
     }
 }
 
@@ -365,7 +374,7 @@ impl Transfer {
         };
         *upload_slot = Some((bucket_record.clone(), object_key.clone(), upload_id.clone()));
 
-        let buffer = PartBuffer::default();
+        let buffer = PartBuffer(Arc::new(Mutex::new(Vec::with_capacity(self.part_capacity()))));
         let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         let mut parts: Vec<(i32, String)> = Vec::new();
@@ -432,7 +441,7 @@ impl Transfer {
                         .map_err(|error| Error::Internal(format!("archive: {error}")))?;
                     blocks_done += 1;
                     if buffer.len() >= self.options.part_size {
-                        let data = buffer.take(self.options.part_size);
+                        let data = buffer.take(self.options.part_size, self.part_capacity());
                         uploaded += data.len() as u64;
                         next_part += 1;
                         self.check_source(hangar, &image_id, &snapshots).await?;
@@ -467,7 +476,7 @@ impl Transfer {
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         // The last part (any size) and whatever a full buffer left.
         loop {
-            let data = buffer.take(self.options.part_size);
+            let data = buffer.take(self.options.part_size, self.part_capacity());
             if data.is_empty() && next_part > 0 {
                 break;
             }
@@ -908,9 +917,9 @@ mod tests {
     fn part_buffer_hands_out_parts_in_order() {
         let mut buffer = PartBuffer::default();
         buffer.write_all(b"abcdefghij").expect("write");
-        assert_eq!(buffer.take(4), b"abcd");
+        assert_eq!(buffer.take(4, 16), b"abcd");
         assert_eq!(buffer.len(), 6);
-        assert_eq!(buffer.take(100), b"efghij");
+        assert_eq!(buffer.take(100, 16), b"efghij");
         assert_eq!(buffer.len(), 0);
     }
 
