@@ -374,7 +374,9 @@ impl Transfer {
         };
         *upload_slot = Some((bucket_record.clone(), object_key.clone(), upload_id.clone()));
 
-        let buffer = PartBuffer(Arc::new(Mutex::new(Vec::with_capacity(self.part_capacity()))));
+        let buffer = PartBuffer(Arc::new(Mutex::new(Vec::with_capacity(
+            self.part_capacity(),
+        ))));
         let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         let mut parts: Vec<(i32, String)> = Vec::new();
