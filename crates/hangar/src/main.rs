@@ -62,26 +62,37 @@ fn archive(command: ArchiveCommand) -> anyhow::Result<()> {
         let file = file.display().to_string();
         move |error: hangar_archive::ArchiveError| anyhow::Error::new(error).context(file)
     };
-    match command {
+    let text = match command {
         ArchiveCommand::Inspect { file, json } => {
             let report = hangar_archive::inspect_file(&file).map_err(in_file(&file))?;
             if json {
-                println!("{}", report.to_json());
+                report.to_json().to_string()
             } else {
-                println!("{report}");
+                report.to_string()
             }
         }
         ArchiveCommand::Verify { file } => {
             let report = hangar_archive::verify_file(&file).map_err(in_file(&file))?;
-            println!(
+            format!(
                 "OK: {} blocks of {} snapshots, digest blake3:{}",
                 report.summary.block_count,
                 report.summary.snapshots.len(),
                 report.summary.digest_hex()
-            );
+            )
         }
+    };
+    print_out(&text)
+}
+
+/// Writes a command's answer to stdout. A reader that went away (`| head`)
+/// is not an error: what it wanted, it got.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn init_logging() {
