@@ -578,3 +578,21 @@ def test_oversized_put_is_entity_too_large(server, bucket):
     assert b"EntityTooLarge" in reply
     error = client_error(alice.head_object, Bucket=name, Key="huge")
     assert http_status(error) == 404
+
+
+def test_list_objects_v1(bucket):
+    alice, name = bucket
+    for key in ["a/1", "a/2", "b/1", "c"]:
+        alice.put_object(Bucket=name, Key=key, Body=b"x")
+    first = alice.list_objects(Bucket=name, MaxKeys=2)
+    assert [o["Key"] for o in first["Contents"]] == ["a/1", "a/2"]
+    assert first["IsTruncated"] is True
+    rest = alice.list_objects(Bucket=name, Marker=first["NextMarker"])
+    assert [o["Key"] for o in rest["Contents"]] == ["b/1", "c"]
+    assert rest["IsTruncated"] is False
+    grouped = alice.list_objects(Bucket=name, Delimiter="/")
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["a/", "b/"]
+    assert [o["Key"] for o in grouped["Contents"]] == ["c"]
+    paginated = [o["Key"] for page in alice.get_paginator("list_objects").paginate(
+        Bucket=name, PaginationConfig={"PageSize": 1}) for o in page.get("Contents", [])]
+    assert paginated == ["a/1", "a/2", "b/1", "c"]

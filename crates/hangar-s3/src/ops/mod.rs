@@ -311,6 +311,13 @@ fn check_expected_owner(expected: Option<&String>, bucket: &Bucket) -> S3Result<
 
 #[async_trait::async_trait]
 impl S3 for HangarS3 {
+    async fn list_objects(
+        &self,
+        request: S3Request<s3s::dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<s3s::dto::ListObjectsOutput>> {
+        self.op_list_objects(request).await
+    }
+
     async fn create_multipart_upload(
         &self,
         request: S3Request<dto::CreateMultipartUploadInput>,

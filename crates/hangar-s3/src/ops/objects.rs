@@ -794,3 +794,77 @@ impl HangarS3 {
 
 /// S3's limit on keys per `DeleteObjects`.
 pub(crate) const MAX_DELETE_KEYS: usize = 1000;
+
+impl HangarS3 {
+    /// `ListObjects` (version 1): the same listing as `ListObjectsV2`, paged
+    /// by `Marker` (a key) instead of a token. `NextMarker` is returned when
+    /// the page is cut short, with or without a delimiter (S3 returns it
+    /// only with one; clients without one use the last key, which is the
+    /// same value).
+    pub(super) async fn op_list_objects(
+        &self,
+        request: S3Request<s3s::dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<s3s::dto::ListObjectsOutput>> {
+        let bucket = self
+            .access(
+                &request,
+                &request.input.bucket,
+                actions::LIST_BUCKET,
+                None,
+                request.input.expected_bucket_owner.as_ref(),
+            )
+            .await?;
+        let input = request.input;
+        let max_keys = input.max_keys.unwrap_or(1000);
+        if max_keys < 0 {
+            return Err(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::InvalidArgument,
+                "max-keys cannot be negative",
+            ));
+        }
+        let domain = ListObjectsInput {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            max_keys: usize::try_from(max_keys.min(1000)).unwrap_or(0),
+            after: input.marker.clone().filter(|marker| !marker.is_empty()),
+        };
+        let listing = self
+            .hangar
+            .list_objects(&bucket, &domain)
+            .await
+            .map_err(from_bucket_error)?;
+        let contents: Vec<Object> = listing
+            .objects
+            .iter()
+            .map(|object| Object {
+                e_tag: Some(wire_etag(object)),
+                key: Some(object.key.clone()),
+                last_modified: Some(timestamp(object.last_modified_ms)),
+                size: Some(object.size),
+                storage_class: Some(dto::ObjectStorageClass::from_static(
+                    dto::ObjectStorageClass::STANDARD,
+                )),
+                ..Object::default()
+            })
+            .collect();
+        let common_prefixes: Vec<CommonPrefix> = listing
+            .common_prefixes
+            .into_iter()
+            .map(|prefix| CommonPrefix {
+                prefix: Some(prefix),
+            })
+            .collect();
+        Ok(S3Response::new(s3s::dto::ListObjectsOutput {
+            name: Some(bucket.name),
+            prefix: input.prefix,
+            marker: input.marker,
+            max_keys: Some(max_keys),
+            is_truncated: Some(listing.next_after.is_some()),
+            next_marker: listing.next_after,
+            contents: Some(contents),
+            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+            delimiter: input.delimiter,
+            ..s3s::dto::ListObjectsOutput::default()
+        }))
+    }
+}
