@@ -585,6 +585,21 @@ pub struct ObjectChecksum {
 impl S3Object {
     pub const RECORD_VERSION: i64 = 1;
 
+    /// The files of this (replaced or deleted) record that `kept` (the record
+    /// that replaced it, if any) does not use: what to remove once the change
+    /// is committed.
+    pub fn files_unused_by(&self, kept: Option<&S3Object>) -> Vec<String> {
+        let in_use: Vec<&str> = kept
+            .map(|kept| kept.files().into_iter().map(|(name, _)| name).collect())
+            .unwrap_or_default();
+        self.files()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !name.is_empty() && !in_use.contains(name))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The files holding the object's bytes, in order, with their sizes.
     pub fn files(&self) -> Vec<(&str, i64)> {
         if self.parts.is_empty() {

@@ -564,25 +564,10 @@ impl MetaStore for SqliteStore {
             .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
         let failed = |error: sqlx::Error| backend("write", &subject, error);
         let mut tx = self.begin("write", &subject).await?;
-        let previous = sqlx::query(sql::SELECT_OBJECT)
-            .bind(&object.bucket)
-            .bind(&object.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let previous = previous
-            .as_ref()
-            .map(|row| decode_object_row(row, &subject))
-            .transpose()?;
-        let stored = sqlx::query(sql::UPSERT_OBJECT)
-            .bind(&object.bucket)
-            .bind(&object.key)
-            .bind(S3Object::RECORD_VERSION)
-            .bind(&doc)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        if stored.rows_affected() != 1 {
+        let previous =
+            object_in_tx(&mut tx, &object.bucket, &object.key, &subject, &failed).await?;
+        let stored = upsert_object_in_tx(&mut tx, object, &doc, &failed).await?;
+        if !stored {
             rollback(tx).await;
             return Err(StoreError::Conflict(object.bucket.clone()));
         }
@@ -607,16 +592,7 @@ impl MetaStore for SqliteStore {
         let subject = object_subject(bucket, key);
         let failed = |error: sqlx::Error| backend("delete", &subject, error);
         let mut tx = self.begin("delete", &subject).await?;
-        let previous = sqlx::query(sql::SELECT_OBJECT)
-            .bind(bucket)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let previous = previous
-            .as_ref()
-            .map(|row| decode_object_row(row, &subject))
-            .transpose()?;
+        let previous = object_in_tx(&mut tx, bucket, key, &subject, &failed).await?;
         sqlx::query(sql::DELETE_OBJECT)
             .bind(bucket)
             .bind(key)
@@ -637,28 +613,12 @@ impl MetaStore for SqliteStore {
             .map_err(|error| StoreError::Backend(format!("cannot serialize {subject}: {error}")))?;
         let failed = |error: sqlx::Error| backend("write", &subject, error);
         let mut tx = self.begin("write", &subject).await?;
-        let current = sqlx::query(sql::SELECT_OBJECT)
-            .bind(&object.bucket)
-            .bind(&object.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let current = current
-            .as_ref()
-            .map(|row| decode_object_row(row, &subject))
-            .transpose()?;
+        let current = object_in_tx(&mut tx, &object.bucket, &object.key, &subject, &failed).await?;
         if current.as_ref() != Some(expected) {
             rollback(tx).await;
             return Ok(false);
         }
-        sqlx::query(sql::UPSERT_OBJECT)
-            .bind(&object.bucket)
-            .bind(&object.key)
-            .bind(S3Object::RECORD_VERSION)
-            .bind(&doc)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        upsert_object_in_tx(&mut tx, object, &doc, &failed).await?;
         commit(tx, "write", &subject).await?;
         Ok(true)
     }
@@ -1096,25 +1056,10 @@ impl MetaStore for SqliteStore {
             rollback(tx).await;
             return Err(StoreError::Conflict(upload_id.to_owned()));
         }
-        let previous = sqlx::query(sql::SELECT_OBJECT)
-            .bind(&object.bucket)
-            .bind(&object.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let replaced = previous
-            .as_ref()
-            .map(|row| decode_object_row(row, &subject))
-            .transpose()?;
-        let stored = sqlx::query(sql::UPSERT_OBJECT)
-            .bind(&object.bucket)
-            .bind(&object.key)
-            .bind(S3Object::RECORD_VERSION)
-            .bind(&doc)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        if stored.rows_affected() != 1 {
+        let replaced =
+            object_in_tx(&mut tx, &object.bucket, &object.key, &subject, &failed).await?;
+        let stored = upsert_object_in_tx(&mut tx, object, &doc, &failed).await?;
+        if !stored {
             rollback(tx).await;
             return Err(StoreError::Conflict(object.bucket.clone()));
         }
@@ -1264,6 +1209,45 @@ impl SqliteStore {
             .await
             .map_err(|error| backend(operation, subject, error))
     }
+}
+
+/// The object record of `(bucket, key)` as transaction `tx` sees it.
+async fn object_in_tx(
+    tx: &mut Transaction<'static, Sqlite>,
+    bucket: &str,
+    key: &str,
+    subject: &str,
+    failed: &impl Fn(sqlx::Error) -> StoreError,
+) -> Result<Option<S3Object>, StoreError> {
+    let row = sqlx::query(sql::SELECT_OBJECT)
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(failed)?;
+    row.as_ref()
+        .map(|row| decode_object_row(row, subject))
+        .transpose()
+}
+
+/// Stores `object` (serialized as `doc`) in transaction `tx`, replacing the
+/// record of its key; `false` when its bucket does not exist (nothing
+/// stored).
+async fn upsert_object_in_tx(
+    tx: &mut Transaction<'static, Sqlite>,
+    object: &S3Object,
+    doc: &str,
+    failed: &impl Fn(sqlx::Error) -> StoreError,
+) -> Result<bool, StoreError> {
+    let stored = sqlx::query(sql::UPSERT_OBJECT)
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .bind(S3Object::RECORD_VERSION)
+        .bind(doc)
+        .execute(&mut **tx)
+        .await
+        .map_err(failed)?;
+    Ok(stored.rows_affected() == 1)
 }
 
 async fn commit(

@@ -17,7 +17,7 @@ use hangar_core::objects::object_file_name;
 use hangar_core::transfer::ObjectBackend;
 
 use crate::ops::WireDigester;
-use crate::ops::read::RangeReader;
+use crate::ops::read::open_range;
 
 /// Hangar's own buckets, for tasks.
 /// It holds the service weakly: the service holds it (through its
@@ -181,15 +181,7 @@ impl ObjectBackend for EmbeddedObjects {
             .map(|part| part.file_name)
             .collect();
         if let Some(replaced) = &completed.replaced {
-            let kept: Vec<&str> = object.files().into_iter().map(|(name, _)| name).collect();
-            unused.extend(
-                replaced
-                    .files()
-                    .into_iter()
-                    .map(|(name, _)| name)
-                    .filter(|name| !name.is_empty() && !kept.contains(name))
-                    .map(str::to_owned),
-            );
+            unused.extend(replaced.files_unused_by(Some(&object)));
         }
         self.remove_files(&bucket.name, unused).await;
         Ok(object)
@@ -237,26 +229,19 @@ impl ObjectBackend for EmbeddedObjects {
         key: &str,
         start: u64,
     ) -> Result<(S3Object, Box<dyn Read + Send>), BucketError> {
-        // A put that replaced the record between the read of the record and
-        // the opening of its first file: read the record again.
-        for _ in 0..5 {
-            let object = self.hangar()?.object(bucket, key).await?;
-            let size = u64::try_from(object.size).unwrap_or(0);
-            let files = self.files.clone();
-            let (bucket_name, record) = (bucket.name.clone(), object.clone());
-            let opened = tokio::task::spawn_blocking(move || {
-                RangeReader::open(files, &bucket_name, &record, start.min(size), size)
-            })
-            .await
-            .map_err(|error| BucketError::Internal(error.to_string()))?;
-            match opened {
-                Ok(reader) => return Ok((object, Box::new(reader))),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(BucketError::Internal(error.to_string())),
-            }
-        }
-        Err(BucketError::Internal(format!(
-            "object {key} kept changing while being opened"
-        )))
+        let hangar = self.hangar()?;
+        let (object, _, reader) = open_range(
+            &hangar,
+            &self.files,
+            bucket,
+            key,
+            |object| {
+                let size = u64::try_from(object.size).unwrap_or(0);
+                Ok(start.min(size)..size)
+            },
+            |error| error,
+        )
+        .await?;
+        Ok((object, Box::new(reader)))
     }
 }

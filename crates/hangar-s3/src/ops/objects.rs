@@ -106,13 +106,8 @@ impl HangarS3 {
         gone: &S3Object,
         kept: Option<&S3Object>,
     ) {
-        let in_use: Vec<&str> = kept
-            .map(|kept| kept.files().into_iter().map(|(name, _)| name).collect())
-            .unwrap_or_default();
-        for (file_name, _) in gone.files() {
-            if !file_name.is_empty() && !in_use.contains(&file_name) {
-                self.remove_file(bucket, file_name).await;
-            }
+        for file_name in gone.files_unused_by(kept) {
+            self.remove_file(bucket, &file_name).await;
         }
     }
 
@@ -270,13 +265,7 @@ impl HangarS3 {
             )
             .await?;
         let input = request.input;
-        let max_keys = input.max_keys.unwrap_or(1000);
-        if max_keys < 0 {
-            return Err(s3s::S3Error::with_message(
-                s3s::S3ErrorCode::InvalidArgument,
-                "max-keys cannot be negative",
-            ));
-        }
+        let max_keys = checked_max_keys(input.max_keys)?;
         let after = match &input.continuation_token {
             Some(token) => Some(decode_token(token).ok_or_else(|| {
                 s3s::S3Error::with_message(
@@ -298,27 +287,7 @@ impl HangarS3 {
             .await
             .map_err(from_bucket_error)?;
         let key_count = listing.objects.len() + listing.common_prefixes.len();
-        let contents: Vec<Object> = listing
-            .objects
-            .iter()
-            .map(|object| Object {
-                e_tag: Some(wire_etag(object)),
-                key: Some(object.key.clone()),
-                last_modified: Some(timestamp(object.last_modified_ms)),
-                size: Some(object.size),
-                storage_class: Some(dto::ObjectStorageClass::from_static(
-                    dto::ObjectStorageClass::STANDARD,
-                )),
-                ..Object::default()
-            })
-            .collect();
-        let common_prefixes: Vec<CommonPrefix> = listing
-            .common_prefixes
-            .into_iter()
-            .map(|prefix| CommonPrefix {
-                prefix: Some(prefix),
-            })
-            .collect();
+        let (contents, common_prefixes) = wire_listing(&listing);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket.name),
             prefix: input.prefix,
@@ -328,7 +297,7 @@ impl HangarS3 {
             is_truncated: Some(listing.next_after.is_some()),
             next_continuation_token: listing.next_after.as_deref().map(encode_token),
             contents: Some(contents),
-            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+            common_prefixes,
             delimiter: input.delimiter,
             start_after: input.start_after,
             ..ListObjectsV2Output::default()
@@ -815,13 +784,7 @@ impl HangarS3 {
             )
             .await?;
         let input = request.input;
-        let max_keys = input.max_keys.unwrap_or(1000);
-        if max_keys < 0 {
-            return Err(s3s::S3Error::with_message(
-                s3s::S3ErrorCode::InvalidArgument,
-                "max-keys cannot be negative",
-            ));
-        }
+        let max_keys = checked_max_keys(input.max_keys)?;
         let domain = ListObjectsInput {
             prefix: input.prefix.clone().unwrap_or_default(),
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
@@ -833,27 +796,7 @@ impl HangarS3 {
             .list_objects(&bucket, &domain)
             .await
             .map_err(from_bucket_error)?;
-        let contents: Vec<Object> = listing
-            .objects
-            .iter()
-            .map(|object| Object {
-                e_tag: Some(wire_etag(object)),
-                key: Some(object.key.clone()),
-                last_modified: Some(timestamp(object.last_modified_ms)),
-                size: Some(object.size),
-                storage_class: Some(dto::ObjectStorageClass::from_static(
-                    dto::ObjectStorageClass::STANDARD,
-                )),
-                ..Object::default()
-            })
-            .collect();
-        let common_prefixes: Vec<CommonPrefix> = listing
-            .common_prefixes
-            .into_iter()
-            .map(|prefix| CommonPrefix {
-                prefix: Some(prefix),
-            })
-            .collect();
+        let (contents, common_prefixes) = wire_listing(&listing);
         Ok(S3Response::new(s3s::dto::ListObjectsOutput {
             name: Some(bucket.name),
             prefix: input.prefix,
@@ -862,9 +805,53 @@ impl HangarS3 {
             is_truncated: Some(listing.next_after.is_some()),
             next_marker: listing.next_after,
             contents: Some(contents),
-            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+            common_prefixes,
             delimiter: input.delimiter,
             ..s3s::dto::ListObjectsOutput::default()
         }))
     }
+}
+
+/// `MaxKeys` of a listing: 1,000 when absent, never negative.
+fn checked_max_keys(max_keys: Option<i32>) -> S3Result<i32> {
+    let max_keys = max_keys.unwrap_or(1000);
+    if max_keys < 0 {
+        return Err(s3s::S3Error::with_message(
+            s3s::S3ErrorCode::InvalidArgument,
+            "max-keys cannot be negative",
+        ));
+    }
+    Ok(max_keys)
+}
+
+/// A listing page as both `ListObjects` versions answer it: the objects,
+/// and the common prefixes (absent when there are none).
+fn wire_listing(
+    listing: &hangar_core::objects::ObjectListing,
+) -> (Vec<Object>, Option<Vec<CommonPrefix>>) {
+    let contents = listing
+        .objects
+        .iter()
+        .map(|object| Object {
+            e_tag: Some(wire_etag(object)),
+            key: Some(object.key.clone()),
+            last_modified: Some(timestamp(object.last_modified_ms)),
+            size: Some(object.size),
+            storage_class: Some(dto::ObjectStorageClass::from_static(
+                dto::ObjectStorageClass::STANDARD,
+            )),
+            ..Object::default()
+        })
+        .collect();
+    let common_prefixes: Vec<CommonPrefix> = listing
+        .common_prefixes
+        .iter()
+        .map(|prefix| CommonPrefix {
+            prefix: Some(prefix.clone()),
+        })
+        .collect();
+    (
+        contents,
+        (!common_prefixes.is_empty()).then_some(common_prefixes),
+    )
 }

@@ -150,12 +150,52 @@ pub(crate) fn reader_body(mut reader: RangeReader, length: u64) -> StreamingBlob
 /// first file could be opened.
 const OPEN_ATTEMPTS: usize = 5;
 
+/// The object's record and a reader of `[start, end)` of it, where the range
+/// comes from `range_of(record)`. A put or delete that replaces the record
+/// between the read of the record and the opening of its first file makes
+/// the read start over with the new record, so a reader gets the old object
+/// or the new one, never an error. `lift` turns the domain's errors into the
+/// caller's (the wire's `S3Error`, or `BucketError` itself for tasks).
+pub(crate) async fn open_range<E, R, L>(
+    hangar: &Hangar,
+    files: &ObjectFiles,
+    bucket: &Bucket,
+    key: &str,
+    range_of: R,
+    lift: L,
+) -> Result<(S3Object, std::ops::Range<u64>, RangeReader), E>
+where
+    R: Fn(&S3Object) -> Result<std::ops::Range<u64>, E>,
+    L: Fn(BucketError) -> E,
+{
+    let internal = |detail: String| lift(BucketError::Internal(detail));
+    let mut last_error = None;
+    for _ in 0..OPEN_ATTEMPTS {
+        let object = hangar.object(bucket, key).await.map_err(&lift)?;
+        let range = range_of(&object)?;
+        let files = files.clone();
+        let (bucket_name, record) = (bucket.name.clone(), object.clone());
+        let (start, end) = (range.start, range.end);
+        let opened = tokio::task::spawn_blocking(move || {
+            RangeReader::open(files, &bucket_name, &record, start, end)
+        })
+        .await
+        .map_err(|error| internal(error.to_string()))?;
+        match opened {
+            Ok(reader) => return Ok((object, range, reader)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                last_error = Some(error);
+            }
+            Err(error) => return Err(internal(error.to_string())),
+        }
+    }
+    Err(internal(format!(
+        "object {key} kept changing while being opened: {last_error:?}"
+    )))
+}
+
 impl HangarS3 {
-    /// The object's record and a reader of `[start, end)` of it, where the
-    /// range comes from `range_of(size)`. A put or delete that replaces the
-    /// record between the read of the record and the opening of its first
-    /// file makes the read start over with the new record, so a reader
-    /// gets the old object or the new one, never an error.
+    /// [`open_range`] for the wire operations.
     pub(crate) async fn open_object<R>(
         &self,
         bucket: &Bucket,
@@ -165,33 +205,15 @@ impl HangarS3 {
     where
         R: Fn(&S3Object) -> S3Result<std::ops::Range<u64>>,
     {
-        let mut last_error = None;
-        for _ in 0..OPEN_ATTEMPTS {
-            let object = self
-                .hangar
-                .object(bucket, key)
-                .await
-                .map_err(from_bucket_error)?;
-            let range = range_of(&object)?;
-            let files = self.files.clone();
-            let (bucket_name, record) = (bucket.name.clone(), object.clone());
-            let (start, end) = (range.start, range.end);
-            let opened = tokio::task::spawn_blocking(move || {
-                RangeReader::open(files, &bucket_name, &record, start, end)
-            })
-            .await
-            .map_err(internal)?;
-            match opened {
-                Ok(reader) => return Ok((object, range, reader)),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    last_error = Some(error);
-                }
-                Err(error) => return Err(internal(error)),
-            }
-        }
-        Err(internal(format!(
-            "object {key} kept changing while being opened: {last_error:?}"
-        )))
+        open_range(
+            &self.hangar,
+            &self.files,
+            bucket,
+            key,
+            range_of,
+            from_bucket_error,
+        )
+        .await
     }
 }
 
