@@ -34,7 +34,7 @@ pub use encode::{EncodedBlock, encode_block, is_zero_block};
 pub use format::FORMAT_VERSION;
 pub use hangar_core::transfer::{StoredImage, StoredSnapshot};
 pub use inspect::{Report, inspect_file, verify_file};
-pub use reader::{ArchiveReader, DecodedBlock};
+pub use reader::{ArchiveReader, DecodedBlock, UnverifiedBlock};
 pub use writer::ArchiveWriter;
 
 /// The default zstd level of [`encode_block`] (fast; see the benchmarks).

@@ -26,6 +26,39 @@ pub struct DecodedBlock {
     pub sha256: [u8; 32],
 }
 
+/// One block whose frame passed every check but the SHA-256 of its data
+/// ([`ArchiveReader::next_unverified`]): [`UnverifiedBlock::verify`] makes
+/// it a [`DecodedBlock`]. So the hash, the costliest check, can run on
+/// other threads than the one reading the archive, in parallel.
+#[derive(Debug)]
+pub struct UnverifiedBlock {
+    pub snapshot_index: u32,
+    pub block_index: u64,
+    data: Vec<u8>,
+    expected_sha256: [u8; 32],
+    /// Where the frame was, for the error.
+    place: String,
+}
+
+impl UnverifiedBlock {
+    /// Checks the block's SHA-256 against its frame's.
+    pub fn verify(self) -> Result<DecodedBlock, ArchiveError> {
+        let sha256: [u8; 32] = Sha256::digest(&self.data).into();
+        if sha256 != self.expected_sha256 {
+            return Err(corrupt(format!(
+                "{}: SHA-256 of the block does not match",
+                self.place
+            )));
+        }
+        Ok(DecodedBlock {
+            snapshot_index: self.snapshot_index,
+            block_index: self.block_index,
+            data: self.data,
+            sha256,
+        })
+    }
+}
+
 /// What precedes the frames, read and checked.
 pub(crate) struct Prelude {
     pub version: u16,
@@ -210,6 +243,18 @@ impl<R: Read> ArchiveReader<R> {
     /// The next verified block; `Ok(None)` once the trailer and footer are
     /// verified too. After an `Err`, every later call fails.
     pub fn next_block(&mut self) -> Result<Option<DecodedBlock>, ArchiveError> {
+        match self.next_unverified()? {
+            Some(block) => block.verify().map(Some).inspect_err(|_| self.failed = true),
+            None => Ok(None),
+        }
+    }
+
+    /// As [`ArchiveReader::next_block`], but the block's SHA-256 is left to
+    /// the caller ([`UnverifiedBlock::verify`]); everything else (frame
+    /// headers, order, counts, lengths, zstd, the digest of the whole, the
+    /// trailer) is checked here. A caller that drops an unverified block
+    /// has not read the archive's data, only its structure.
+    pub fn next_unverified(&mut self) -> Result<Option<UnverifiedBlock>, ArchiveError> {
         if self.done.is_some() {
             return Ok(None);
         }
@@ -230,7 +275,7 @@ impl<R: Read> ArchiveReader<R> {
         Ok(())
     }
 
-    fn step(&mut self) -> Result<Option<DecodedBlock>, ArchiveError> {
+    fn step(&mut self) -> Result<Option<UnverifiedBlock>, ArchiveError> {
         let offset = self.position;
         let n = self.frames_read;
         let mut header = [0u8; FRAME_HEADER_LEN];
@@ -316,12 +361,6 @@ impl<R: Read> ArchiveReader<R> {
             }
             _ => unreachable!("FrameHeader::parse admits only known codecs"),
         };
-        let sha256: [u8; 32] = Sha256::digest(&data).into();
-        if sha256 != frame.raw_sha256 {
-            return Err(corrupt(format!(
-                "{place}: SHA-256 of the block does not match"
-            )));
-        }
         self.last = Some((s, b));
         self.frames_read += 1;
         let totals = &mut self.totals[s as usize];
@@ -330,11 +369,12 @@ impl<R: Read> ArchiveReader<R> {
         totals.stored_bytes += (FRAME_HEADER_LEN + self.payload.len()) as u64;
         self.expected_index.update(&b.to_le_bytes());
         self.expected_index.update(&offset.to_le_bytes());
-        Ok(Some(DecodedBlock {
+        Ok(Some(UnverifiedBlock {
             snapshot_index: s,
             block_index: b,
             data,
-            sha256,
+            expected_sha256: frame.raw_sha256,
+            place,
         }))
     }
 

@@ -437,6 +437,21 @@ fn wrong_raw_sha256_is_detected() {
         }
         other => panic!("{:?}", other.err()),
     }
+    // Read unverified, the structure passes and the block's own check
+    // fails, naming it; the other blocks verify.
+    let mut reader = ArchiveReader::new(&bytes[..]).unwrap();
+    let mut failures = Vec::new();
+    while let Some(block) = reader.next_unverified().unwrap() {
+        if let Err(ArchiveError::Corrupt(m)) = block.verify() {
+            failures.push(m);
+        }
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].contains("frame 2 (snapshot 1 block 1)"),
+        "{failures:?}"
+    );
+    assert!(reader.summary().is_some());
 }
 
 #[test]

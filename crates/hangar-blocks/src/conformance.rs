@@ -171,15 +171,29 @@ async fn put_ok(store: &dyn BlockStore, hash: &BlockHash, data: Vec<u8>) {
         .unwrap_or_else(|error| panic!("put {}: {error}", hash.to_hex()));
 }
 
+/// `get`, checking that an engine's `get_blocking` (where it has one)
+/// answers the same.
+async fn get_both(store: &dyn BlockStore, hash: &BlockHash) -> Result<Vec<u8>, BlockError> {
+    let result = store.get(hash).await;
+    if let Some(blocking) = store.get_blocking(hash) {
+        assert_eq!(
+            blocking,
+            result,
+            "get_blocking and get disagree on {}",
+            hash.to_hex()
+        );
+    }
+    result
+}
+
 async fn get_ok(store: &dyn BlockStore, hash: &BlockHash) -> Vec<u8> {
-    store
-        .get(hash)
+    get_both(store, hash)
         .await
         .unwrap_or_else(|error| panic!("get {}: {error}", hash.to_hex()))
 }
 
 async fn assert_corrupt(store: &dyn BlockStore, hash: &BlockHash, what: &str) {
-    match store.get(hash).await {
+    match get_both(store, hash).await {
         Err(BlockError::Corrupt(hex)) => {
             assert_eq!(hex, hash.to_hex(), "{what}: Corrupt names the block")
         }
@@ -246,7 +260,7 @@ pub async fn check_roundtrip(store: &dyn BlockStore) {
 pub async fn check_get_missing(store: &dyn BlockStore) {
     let (hash, _) = random_block(64);
     assert_eq!(
-        store.get(&hash).await,
+        get_both(store, &hash).await,
         Err(BlockError::NotFound(hash.to_hex())),
         "get of a missing block"
     );

@@ -12,7 +12,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 
 use crate::format::{HEADER_LEN, TMP_PREFIX, block_name, encode_header};
-use crate::object::ObjectBlockStore;
+use crate::object::{ObjectBlockStore, read_file};
 
 /// Blocks as files at `<root>/<first 2 hex>/<64 hex>`, where `root` is the
 /// blocks directory (`<data_dir>/blocks`): the same fan-out and format as
@@ -189,6 +189,25 @@ impl BlockStore for LocalBlockStore {
 
     async fn get(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockError> {
         self.objects.get(hash).await
+    }
+
+    fn get_blocking(&self, hash: &BlockHash) -> Option<Result<Vec<u8>, BlockError>> {
+        let path = self.path_for(hash);
+        let io = |error: io::Error| {
+            if error.kind() == io::ErrorKind::NotFound {
+                BlockError::NotFound(hash.to_hex())
+            } else {
+                BlockError::Backend(format!("reading {}: {error}", path.display()))
+            }
+        };
+        let read = std::fs::File::open(&path).and_then(|file| {
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        });
+        Some(match read {
+            Ok((file, len)) => read_file(hash, file, 0..len, len),
+            Err(error) => Err(io(error)),
+        })
     }
 
     /// Not fsynced: a crash may bring a deleted block back, which content

@@ -132,7 +132,7 @@ fn joined(error: tokio::task::JoinError) -> BlockError {
 /// Reads and verifies a block from an open file (the local backend hands
 /// back the file itself): the content is read straight into the returned
 /// buffer and hashed once. Blocking.
-fn read_file(
+pub(crate) fn read_file(
     hash: &BlockHash,
     mut file: std::fs::File,
     result_range: std::ops::Range<u64>,

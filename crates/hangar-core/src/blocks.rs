@@ -76,6 +76,17 @@ pub trait BlockStore: Send + Sync + 'static {
     /// `Corrupt`, never data.
     async fn get(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockError>;
 
+    /// As [`BlockStore::get`], on the calling thread, for engines whose
+    /// blocks are local files; `None` from engines without a blocking read
+    /// (callers then use `get`). Only for threads that may block
+    /// (`spawn_blocking`): a task that reads many blocks and works on each
+    /// (the store task compresses them) does both in one hop instead of
+    /// three.
+    fn get_blocking(&self, hash: &BlockHash) -> Option<Result<Vec<u8>, BlockError>> {
+        let _ = hash;
+        None
+    }
+
     async fn delete(&self, hash: &BlockHash) -> Result<(), BlockError>;
 
     /// Stored blocks with hash greater than `after`, in hash order, at most

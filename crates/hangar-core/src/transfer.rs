@@ -95,14 +95,16 @@ pub trait ObjectBackend: Send + Sync {
         tags: BTreeMap<String, String>,
     ) -> Result<String, BucketError>;
     /// Stores part `part_number` (replacing one of that number); returns
-    /// its ETag (hex MD5, no quotes).
+    /// its ETag (hex MD5, no quotes). `data` is shared so that the caller
+    /// can reuse the buffer once the backend has dropped its handle (a
+    /// fresh 16 MiB buffer per part costs its page faults on every part).
     async fn upload_part(
         &self,
         bucket: &Bucket,
         key: &str,
         upload_id: &str,
         part_number: i32,
-        data: Vec<u8>,
+        data: bytes::Bytes,
     ) -> Result<String, BucketError>;
     /// Parts stored so far: (number, ETag, size), in order.
     async fn list_parts(
@@ -207,37 +209,44 @@ impl Hangar {
     }
 
     /// Restore: makes one block of a pending snapshot durable in the block
-    /// store, after checking that `data` hashes to `sha256` and fits the
-    /// volume; returns the map value to record for it (the hash, or
-    /// `ZERO_BLOCK`). The caller holds [`Hangar::block_write_guard`] from
-    /// here until the map entry is written ([`Hangar::restore_map_entries`]),
-    /// as `PutSnapshotBlock` does, so the collector cannot take the block in
-    /// between.
+    /// store, after checking that it fits the volume; returns the map value
+    /// to record for it (the hash, or `ZERO_BLOCK`). `verified_sha256` is
+    /// the SHA-256 of `data` as given, already checked by the caller against
+    /// the archive's frame (`UnverifiedBlock::verify` in hangar-archive): a
+    /// full block is stored under it without hashing it again, a shorter one
+    /// is padded with zeros to the block size and hashed here. The caller
+    /// holds [`Hangar::block_write_guard`] from here until the map entry is
+    /// written ([`Hangar::restore_map_entries`]), as `PutSnapshotBlock`
+    /// does, so the collector cannot take the block in between.
     pub async fn restore_block_file(
         &self,
         snapshot_id: &str,
         volume_size_gib: i64,
         index: i64,
         data: Vec<u8>,
-        sha256: [u8; 32],
+        verified_sha256: [u8; 32],
     ) -> Result<String, Error> {
         let block_count = volume_size_gib * BLOCKS_PER_GIB;
-        if !(0..block_count).contains(&index) || data.len() > BLOCK_SIZE {
+        if !(0..block_count).contains(&index) || data.is_empty() || data.len() > BLOCK_SIZE {
             return Err(Error::Internal(format!(
                 "block {index} of {snapshot_id} is outside its {volume_size_gib} GiB volume"
             )));
         }
-        let mut data = data;
-        data.resize(BLOCK_SIZE, 0);
         if is_all_zero(&data) {
             return Ok(ZERO_BLOCK.to_owned());
         }
-        let hash = BlockHash::of(&data);
-        if hash.0 != sha256 {
-            return Err(Error::Internal(format!(
-                "block {index} of {snapshot_id} does not match its checksum"
-            )));
-        }
+        let (hash, data) = if data.len() == BLOCK_SIZE {
+            debug_assert_eq!(BlockHash::of(&data).0, verified_sha256);
+            (BlockHash(verified_sha256), data)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let mut data = data;
+                data.resize(BLOCK_SIZE, 0);
+                (BlockHash::of(&data), data)
+            })
+            .await
+            .map_err(|error| Error::Internal(error.to_string()))?
+        };
         self.blocks.put(&hash, data).await?;
         Ok(hash.to_hex())
     }

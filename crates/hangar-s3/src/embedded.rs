@@ -100,7 +100,7 @@ impl ObjectBackend for EmbeddedObjects {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        data: Vec<u8>,
+        data: bytes::Bytes,
     ) -> Result<String, BucketError> {
         // The upload must still exist (an abort or a deleted bucket fails
         // the task early, before the part is written).
@@ -235,6 +235,7 @@ impl ObjectBackend for EmbeddedObjects {
             &self.files,
             bucket,
             key,
+            true,
             |object| {
                 let size = u64::try_from(object.size).unwrap_or(0);
                 Ok(start.min(size)..size)

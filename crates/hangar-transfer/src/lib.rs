@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use hangar_archive::{ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, encode_block};
+use hangar_archive::{
+    ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, UnverifiedBlock, encode_block,
+};
 use hangar_core::access::{AccessRequest, Principal, actions};
 use hangar_core::blocks::BlockHash;
 use hangar_core::buckets::BucketError;
@@ -97,13 +99,22 @@ fn owner_of(task: &Task) -> Caller {
 }
 
 /// A `Write` into a shared buffer: the archive writer appends, the task
-/// takes full parts out.
+/// takes full parts out. Buffers of uploaded parts come back
+/// ([`PartBuffer::give_back`]) and are filled again: memory already
+/// touched, where a fresh buffer per part page-faults on every byte of it
+/// (on the task's own thread, which encodes nothing meanwhile).
 #[derive(Clone, Default)]
-struct PartBuffer(Arc<Mutex<Vec<u8>>>);
+struct PartBuffer {
+    current: Arc<Mutex<Vec<u8>>>,
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Spare part buffers kept: as many as parts in flight, and the next.
+const SPARE_PARTS: usize = UPLOADS_IN_FLIGHT + 1;
 
 impl Write for PartBuffer {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
+        self.current
             .lock()
             .map_err(|_| std::io::Error::other("part buffer poisoned"))?
             .extend_from_slice(data);
@@ -116,23 +127,46 @@ impl Write for PartBuffer {
 }
 
 impl PartBuffer {
+    fn with_capacity(capacity: usize) -> Self {
+        PartBuffer {
+            current: Arc::new(Mutex::new(Vec::with_capacity(capacity))),
+            spare: Arc::default(),
+        }
+    }
+
     fn len(&self) -> usize {
-        self.0.lock().map(|buffer| buffer.len()).unwrap_or(0)
+        self.current.lock().map(|buffer| buffer.len()).unwrap_or(0)
     }
 
     /// Takes the first `at_most` bytes out; what follows them moves into a
-    /// buffer allocated once at `capacity`, so the buffer does not grow by
-    /// repeated reallocation (and copying) while the next part fills it.
+    /// spare buffer of at least `capacity` (or a new one), so the buffer
+    /// does not grow by repeated reallocation while the next part fills it.
     fn take(&self, at_most: usize, capacity: usize) -> Vec<u8> {
-        let Ok(mut buffer) = self.0.lock() else {
+        let Ok(mut buffer) = self.current.lock() else {
             return Vec::new();
         };
-        let mut next = Vec::with_capacity(capacity);
+        let mut next = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default();
+        next.clear();
+        next.reserve(capacity);
         if buffer.len() > at_most {
             next.extend_from_slice(&buffer[at_most..]);
             buffer.truncate(at_most);
         }
         std::mem::replace(&mut *buffer, next)
+    }
+
+    /// Returns an uploaded part's buffer for reuse.
+    fn give_back(&self, buffer: Vec<u8>) {
+        if let Ok(mut spare) = self.spare.lock()
+            && spare.len() < SPARE_PARTS
+        {
+            spare.push(buffer);
+        }
     }
 }
 
@@ -374,130 +408,169 @@ impl Transfer {
         };
         *upload_slot = Some((bucket_record.clone(), object_key.clone(), upload_id.clone()));
 
-        let buffer = PartBuffer(Arc::new(Mutex::new(Vec::with_capacity(
-            self.part_capacity(),
-        ))));
+        let buffer = PartBuffer::with_capacity(self.part_capacity());
         let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
-        let mut parts: Vec<(i32, String)> = Vec::new();
-        let mut in_flight: std::collections::VecDeque<UploadHandle> =
-            std::collections::VecDeque::new();
-        let mut next_part: i32 = 0;
-        let mut uploaded: u64 = 0;
-        let mut blocks_done: u64 = 0;
-
-        for (snapshot_index, snapshot) in snapshots.iter().enumerate() {
-            let mut start = 0i64;
-            loop {
-                let page = hangar
-                    .block_entries(&snapshot.snapshot_id, start, MAP_PAGE)
-                    .await?;
-                let complete = page.len() < MAP_PAGE;
-                if let Some((last, _)) = page.last() {
-                    start = last + 1;
-                }
-                let wanted: Vec<(i64, BlockHash)> = page
-                    .into_iter()
-                    .filter(|(_, hash)| hash != ZERO_BLOCK)
-                    .map(|(index, hash)| {
-                        BlockHash::from_hex(&hash)
-                            .map(|hash| (index, hash))
-                            .ok_or_else(|| {
-                                Error::Internal(format!(
-                                    "block map of {} holds a bad hash",
-                                    snapshot.snapshot_id
-                                ))
-                            })
-                    })
-                    .collect::<Result<_, Error>>()?;
-                let level = self.options.compression_level;
-                let snapshot_id = snapshot.snapshot_id.clone();
-                let mut frames = futures::stream::iter(wanted.into_iter().map(|(index, hash)| {
-                    let blocks = hangar.blocks().clone();
-                    let snapshot_id = snapshot_id.clone();
-                    async move {
-                        let data = blocks.get(&hash).await.map_err(|error| {
-                            failed(format!(
-                                "Cannot read block {index} of {snapshot_id}: {error}"
-                            ))
-                        })?;
-                        tokio::task::spawn_blocking(move || {
-                            encode_block(
-                                u32::try_from(snapshot_index).unwrap_or(u32::MAX),
-                                u64::try_from(index).unwrap_or(0),
-                                &data,
-                                hash.0,
-                                level,
-                            )
+        // Two loops run side by side: the producer encodes blocks into the
+        // archive and hands full parts over; the consumer checks the source
+        // and the bucket, starts each part's upload and reports progress.
+        // So the producer never waits for the database, only for a part
+        // upload slot (the channel holds one part).
+        let (part_tx, part_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, u64)>(1);
+        let handed_over = || failed("The part uploads stopped");
+        let produce = async {
+            let part_tx = part_tx;
+            let mut blocks_done: u64 = 0;
+            let mut parts_sent: u64 = 0;
+            for (snapshot_index, snapshot) in snapshots.iter().enumerate() {
+                let mut start = 0i64;
+                loop {
+                    let page = hangar
+                        .block_entries(&snapshot.snapshot_id, start, MAP_PAGE)
+                        .await?;
+                    let complete = page.len() < MAP_PAGE;
+                    if let Some((last, _)) = page.last() {
+                        start = last + 1;
+                    }
+                    let wanted: Vec<(i64, BlockHash)> = page
+                        .into_iter()
+                        .filter(|(_, hash)| hash != ZERO_BLOCK)
+                        .map(|(index, hash)| {
+                            BlockHash::from_hex(&hash)
+                                .map(|hash| (index, hash))
+                                .ok_or_else(|| {
+                                    Error::Internal(format!(
+                                        "block map of {} holds a bad hash",
+                                        snapshot.snapshot_id
+                                    ))
+                                })
                         })
-                        .await
-                        .map_err(|error| Error::Internal(error.to_string()))?
-                        .map_err(|error| Error::Internal(format!("archive: {error}")))
-                    }
-                }))
-                .buffered(self.options.parallelism);
-                while let Some(frame) = frames.try_next().await? {
-                    let frame: EncodedBlock = frame;
-                    writer
-                        .write_block(&frame)
-                        .map_err(|error| Error::Internal(format!("archive: {error}")))?;
-                    blocks_done += 1;
-                    if buffer.len() >= self.options.part_size {
-                        let data = buffer.take(self.options.part_size, self.part_capacity());
-                        uploaded += data.len() as u64;
-                        next_part += 1;
-                        self.check_source(hangar, &image_id, &snapshots).await?;
-                        self.writable_bucket(hangar, &owner, &bucket, &object_key)
-                            .await?;
-                        // Parts upload in the background (encrypted, hashed
-                        // and fsynced there) while the next one is encoded;
-                        // at most `UPLOADS_IN_FLIGHT` at a time.
-                        if in_flight.len() >= UPLOADS_IN_FLIGHT
-                            && let Some(oldest) = in_flight.pop_front()
-                        {
-                            parts.push(finish_upload(oldest, &bucket).await?);
+                        .collect::<Result<_, Error>>()?;
+                    let level = self.options.compression_level;
+                    let snapshot_id = snapshot.snapshot_id.clone();
+                    let mut frames =
+                        futures::stream::iter(wanted.into_iter().map(|(index, hash)| {
+                            let blocks = hangar.blocks().clone();
+                            let snapshot_id = snapshot_id.clone();
+                            async move {
+                                let cannot_read = |error: hangar_core::blocks::BlockError| {
+                                    failed(format!(
+                                        "Cannot read block {index} of {snapshot_id}: {error}"
+                                    ))
+                                };
+                                let snapshot_index =
+                                    u32::try_from(snapshot_index).unwrap_or(u32::MAX);
+                                let block_index = u64::try_from(index).unwrap_or(0);
+                                let encode = move |data: Vec<u8>| {
+                                    encode_block(snapshot_index, block_index, &data, hash.0, level)
+                                        .map_err(|error| {
+                                            Error::Internal(format!("archive: {error}"))
+                                        })
+                                };
+                                // Local blocks: read, verified and compressed in one
+                                // blocking hop; other engines read asynchronously.
+                                let local = blocks.clone();
+                                let encoded = tokio::task::spawn_blocking(move || {
+                                    local.get_blocking(&hash).map(|read| read.map(encode))
+                                })
+                                .await
+                                .map_err(|error| Error::Internal(error.to_string()))?;
+                                match encoded {
+                                    Some(result) => result.map_err(cannot_read)?,
+                                    None => {
+                                        let data = blocks.get(&hash).await.map_err(cannot_read)?;
+                                        tokio::task::spawn_blocking(move || encode(data))
+                                            .await
+                                            .map_err(|error| Error::Internal(error.to_string()))?
+                                    }
+                                }
+                            }
+                        }))
+                        .buffered(self.options.parallelism);
+                    while let Some(frame) = frames.try_next().await? {
+                        let frame: EncodedBlock = frame;
+                        writer
+                            .write_block(&frame)
+                            .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+                        blocks_done += 1;
+                        if buffer.len() >= self.options.part_size {
+                            let data = buffer.take(self.options.part_size, self.part_capacity());
+                            parts_sent += 1;
+                            part_tx
+                                .send((data, blocks_done))
+                                .await
+                                .map_err(|_| handed_over())?;
                         }
-                        in_flight.push_back(self.spawn_upload(
-                            &bucket_record,
-                            &object_key,
-                            &upload_id,
-                            next_part,
-                            data,
-                        ));
-                        let progress = (blocks_done * 100 / total_blocks.max(1)) as i64;
-                        hangar.report_task_progress(task, progress).await?;
+                    }
+                    if complete {
+                        break;
                     }
                 }
-                if complete {
+            }
+            let (_, summary) = writer
+                .finish()
+                .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+            // The last part (any size) and whatever a full buffer left.
+            loop {
+                let data = buffer.take(self.options.part_size, self.part_capacity());
+                if data.is_empty() && parts_sent > 0 {
+                    break;
+                }
+                parts_sent += 1;
+                part_tx
+                    .send((data, blocks_done))
+                    .await
+                    .map_err(|_| handed_over())?;
+                if buffer.len() == 0 {
                     break;
                 }
             }
-        }
-        let (_, summary) = writer
-            .finish()
-            .map_err(|error| Error::Internal(format!("archive: {error}")))?;
-        // The last part (any size) and whatever a full buffer left.
-        loop {
-            let data = buffer.take(self.options.part_size, self.part_capacity());
-            if data.is_empty() && next_part > 0 {
-                break;
+            Ok::<_, Error>(summary)
+        };
+        let consume = async {
+            // Owned, so that a failed consumer closes the channel and the
+            // producer's next send fails instead of waiting forever.
+            let mut part_rx = part_rx;
+            let mut parts: Vec<(i32, String)> = Vec::new();
+            let mut in_flight: std::collections::VecDeque<UploadHandle> =
+                std::collections::VecDeque::new();
+            let mut next_part: i32 = 0;
+            let mut uploaded: u64 = 0;
+            while let Some((data, blocks_done)) = part_rx.recv().await {
+                uploaded += data.len() as u64;
+                next_part += 1;
+                self.check_source(hangar, &image_id, &snapshots).await?;
+                self.writable_bucket(hangar, &owner, &bucket, &object_key)
+                    .await?;
+                // Parts upload in the background (encrypted and fsynced
+                // there) while the next one is encoded; at most
+                // `UPLOADS_IN_FLIGHT` at a time.
+                if in_flight.len() >= UPLOADS_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    parts.push(finish_upload(oldest, &bucket).await?);
+                }
+                in_flight.push_back(self.spawn_upload(
+                    &bucket_record,
+                    &object_key,
+                    &upload_id,
+                    next_part,
+                    data,
+                    &buffer,
+                ));
+                let progress = (blocks_done * 100 / total_blocks.max(1)) as i64;
+                hangar.report_task_progress(task, progress).await?;
             }
-            uploaded += data.len() as u64;
-            next_part += 1;
-            in_flight.push_back(self.spawn_upload(
-                &bucket_record,
-                &object_key,
-                &upload_id,
-                next_part,
-                data,
-            ));
-            if buffer.len() == 0 {
-                break;
+            while let Some(handle) = in_flight.pop_front() {
+                parts.push(finish_upload(handle, &bucket).await?);
             }
-        }
-        while let Some(handle) = in_flight.pop_front() {
-            parts.push(finish_upload(handle, &bucket).await?);
-        }
+            Ok::<_, Error>((parts, uploaded))
+        };
+        let (produced, consumed) = futures::join!(produce, consume);
+        // The consumer's error first: the producer's is then only that the
+        // uploads stopped.
+        let (parts, uploaded) = consumed?;
+        let summary = produced?;
         self.check_source(hangar, &image_id, &snapshots).await?;
         self.writable_bucket(hangar, &owner, &bucket, &object_key)
             .await?;
@@ -546,13 +619,20 @@ impl Transfer {
         upload_id: &str,
         part_number: i32,
         data: Vec<u8>,
+        recycle: &PartBuffer,
     ) -> UploadHandle {
         let backend = self.backend.clone();
         let (bucket, key, upload_id) = (bucket.clone(), key.to_owned(), upload_id.to_owned());
+        let recycle = recycle.clone();
         tokio::spawn(async move {
+            let data = bytes::Bytes::from(data);
             let etag = backend
-                .upload_part(&bucket, &key, &upload_id, part_number, data)
+                .upload_part(&bucket, &key, &upload_id, part_number, data.clone())
                 .await?;
+            // The backend is done with it: the buffer serves another part.
+            if let Ok(buffer) = data.try_into_mut() {
+                recycle.give_back(buffer.into());
+            }
             Ok((part_number, etag))
         })
     }
@@ -648,11 +728,10 @@ const RESTORE_BATCH: usize = 16;
 /// What the reader thread sends: the manifest first, then blocks.
 enum Decoded {
     Manifest(Box<StoredImage>),
+    /// A block whose SHA-256 the writers check (in parallel, on blocking
+    /// threads) before it is stored.
     Block {
-        snapshot_index: u32,
-        block_index: u64,
-        data: Vec<u8>,
-        sha256: [u8; 32],
+        block: UnverifiedBlock,
         /// Object bytes consumed so far, for progress.
         position: u64,
     },
@@ -715,13 +794,10 @@ impl Transfer {
                 return;
             }
             loop {
-                match archive.next_block() {
+                match archive.next_unverified() {
                     Ok(Some(block)) => {
                         let message = Decoded::Block {
-                            snapshot_index: block.snapshot_index,
-                            block_index: block.block_index,
-                            data: block.data,
-                            sha256: block.sha256,
+                            block,
                             position: position.load(std::sync::atomic::Ordering::Relaxed),
                         };
                         if tx.blocking_send(Ok(message)).is_err() {
@@ -785,14 +861,8 @@ impl Transfer {
                 let mut pending = Vec::with_capacity(batch.len());
                 for message in batch {
                     match message {
-                        Ok(Decoded::Block {
-                            snapshot_index,
-                            block_index,
-                            data,
-                            sha256,
-                            position,
-                        }) => {
-                            let index = usize::try_from(snapshot_index).unwrap_or(usize::MAX);
+                        Ok(Decoded::Block { block, position }) => {
+                            let index = usize::try_from(block.snapshot_index).unwrap_or(usize::MAX);
                             let (Some(stored), Some(snapshot_id)) =
                                 (manifest.snapshots.get(index), snapshot_ids_ref.get(index))
                             else {
@@ -803,9 +873,8 @@ impl Transfer {
                             pending.push((
                                 snapshot_id.clone(),
                                 stored.volume_size_gib,
-                                i64::try_from(block_index).unwrap_or(i64::MAX),
-                                data,
-                                sha256,
+                                i64::try_from(block.block_index).unwrap_or(i64::MAX),
+                                block,
                                 position,
                             ));
                         }
@@ -815,9 +884,22 @@ impl Transfer {
                 }
                 let _writing = hangar.block_write_guard().await;
                 let written = futures::future::try_join_all(pending.into_iter().map(
-                    |(snapshot_id, volume_size_gib, index, data, sha256, position)| async move {
+                    |(snapshot_id, volume_size_gib, index, block, position)| async move {
+                        // Every block's SHA-256 is checked before it is
+                        // stored, on a blocking thread: the batch's blocks
+                        // hash in parallel, beside the archive's reader.
+                        let block = tokio::task::spawn_blocking(move || block.verify())
+                            .await
+                            .map_err(|error| Error::Internal(error.to_string()))?
+                            .map_err(|error| failed(describe(&error, object_key_ref)))?;
                         let value = hangar
-                            .restore_block_file(&snapshot_id, volume_size_gib, index, data, sha256)
+                            .restore_block_file(
+                                &snapshot_id,
+                                volume_size_gib,
+                                index,
+                                block.data,
+                                block.sha256,
+                            )
                             .await
                             .map_err(|error| match error {
                                 Error::Internal(detail) => failed(format!(
@@ -923,6 +1005,31 @@ mod tests {
         assert_eq!(buffer.len(), 6);
         assert_eq!(buffer.take(100, 16), b"efghij");
         assert_eq!(buffer.len(), 0);
+    }
+
+    #[test]
+    fn uploaded_part_buffers_are_filled_again() {
+        let mut buffer = PartBuffer::with_capacity(64);
+        buffer.write_all(&[1u8; 40]).expect("write");
+        let first = buffer.take(32, 64);
+        let allocation = first.as_ptr();
+        // As `spawn_upload` does: shared with the backend, which drops its
+        // handle, then reclaimed whole.
+        let shared = bytes::Bytes::from(first);
+        drop(shared.clone());
+        let back: Vec<u8> = shared.try_into_mut().expect("unique").into();
+        assert_eq!(back.as_ptr(), allocation);
+        assert!(back.capacity() >= 64);
+        buffer.give_back(back);
+        buffer.write_all(&[2u8; 30]).expect("write");
+        let second = buffer.take(32, 64);
+        let mut expected = vec![1u8; 8];
+        expected.extend_from_slice(&[2u8; 24]);
+        assert_eq!(second, expected);
+        // The rest went into the returned buffer, not a new one.
+        let current = buffer.current.lock().expect("lock");
+        assert_eq!(current.as_ptr(), allocation);
+        assert_eq!(&current[..], &[2u8; 6]);
     }
 
     #[test]

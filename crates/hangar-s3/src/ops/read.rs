@@ -42,6 +42,8 @@ pub(crate) struct RangeReader {
     bucket: String,
     segments: std::collections::VecDeque<Segment>,
     current: Option<(ObjectReader, u64)>,
+    /// Files opened for one pass in order (tasks): direct reads.
+    sequential: bool,
 }
 
 impl RangeReader {
@@ -52,12 +54,14 @@ impl RangeReader {
         object: &S3Object,
         start: u64,
         end: u64,
+        sequential: bool,
     ) -> io::Result<Self> {
         let mut reader = Self {
             files,
             bucket: bucket.to_owned(),
             segments: segments(&object.files(), start, end).into(),
             current: None,
+            sequential,
         };
         reader.next_file()?;
         Ok(reader)
@@ -66,7 +70,12 @@ impl RangeReader {
     fn next_file(&mut self) -> io::Result<()> {
         self.current = None;
         if let Some(segment) = self.segments.pop_front() {
-            let mut file = self.files.open_read(&self.bucket, &segment.file_name)?;
+            let mut file = if self.sequential {
+                self.files
+                    .open_read_sequential(&self.bucket, &segment.file_name)?
+            } else {
+                self.files.open_read(&self.bucket, &segment.file_name)?
+            };
             file.seek(SeekFrom::Start(segment.start))?;
             self.current = Some((file, segment.end - segment.start));
         }
@@ -156,11 +165,15 @@ const OPEN_ATTEMPTS: usize = 5;
 /// the read start over with the new record, so a reader gets the old object
 /// or the new one, never an error. `lift` turns the domain's errors into the
 /// caller's (the wire's `S3Error`, or `BucketError` itself for tasks).
+/// `sequential` readers read each file once, in order, with direct reads
+/// ([`ObjectFiles::open_read_sequential`]): tasks; the wire's reads go
+/// through the page cache, which serves repeated and ranged reads.
 pub(crate) async fn open_range<E, R, L>(
     hangar: &Hangar,
     files: &ObjectFiles,
     bucket: &Bucket,
     key: &str,
+    sequential: bool,
     range_of: R,
     lift: L,
 ) -> Result<(S3Object, std::ops::Range<u64>, RangeReader), E>
@@ -177,7 +190,7 @@ where
         let (bucket_name, record) = (bucket.name.clone(), object.clone());
         let (start, end) = (range.start, range.end);
         let opened = tokio::task::spawn_blocking(move || {
-            RangeReader::open(files, &bucket_name, &record, start, end)
+            RangeReader::open(files, &bucket_name, &record, start, end, sequential)
         })
         .await
         .map_err(|error| internal(error.to_string()))?;
@@ -210,6 +223,7 @@ impl HangarS3 {
             &self.files,
             bucket,
             key,
+            false,
             range_of,
             from_bucket_error,
         )
