@@ -155,6 +155,12 @@ pub(crate) fn reader_body(mut reader: RangeReader, length: u64) -> StreamingBlob
     StreamingBlob::wrap(ChannelStream(rx))
 }
 
+/// Wire reads of this many bytes or more read around the page cache:
+/// large objects are written around it too, so a first read finds nothing
+/// there, and streaming one through it costs a copy of every byte and
+/// evicts what small reads would reuse.
+pub(crate) const DIRECT_READ_MIN: u64 = 8 * 1024 * 1024;
+
 /// How often a read retries when the record it read was replaced before its
 /// first file could be opened.
 const OPEN_ATTEMPTS: usize = 5;
@@ -166,8 +172,9 @@ const OPEN_ATTEMPTS: usize = 5;
 /// or the new one, never an error. `lift` turns the domain's errors into the
 /// caller's (the wire's `S3Error`, or `BucketError` itself for tasks).
 /// `sequential` readers read each file once, in order, with direct reads
-/// ([`ObjectFiles::open_read_sequential`]): tasks; the wire's reads go
-/// through the page cache, which serves repeated and ranged reads.
+/// ([`ObjectFiles::open_read_sequential`]): tasks, and wire reads of at
+/// least [`DIRECT_READ_MIN`] bytes; smaller reads go through the page
+/// cache, which serves repeated and ranged reads.
 pub(crate) async fn open_range<E, R, L>(
     hangar: &Hangar,
     files: &ObjectFiles,
@@ -189,6 +196,7 @@ where
         let files = files.clone();
         let (bucket_name, record) = (bucket.name.clone(), object.clone());
         let (start, end) = (range.start, range.end);
+        let sequential = sequential || end - start >= DIRECT_READ_MIN;
         let opened = tokio::task::spawn_blocking(move || {
             RangeReader::open(files, &bucket_name, &record, start, end, sequential)
         })
