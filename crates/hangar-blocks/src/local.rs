@@ -175,7 +175,7 @@ fn is_leftover(name: &str) -> bool {
 impl BlockStore for LocalBlockStore {
     async fn put(&self, hash: &BlockHash, data: Vec<u8>) -> Result<(), BlockError> {
         debug_assert_eq!(BlockHash::of(&data), *hash, "put with a wrong hash");
-        let header = encode_header(hash, data.len())?;
+        let header = encode_header(hash, &data)?;
         let dest = self.path_for(hash);
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {

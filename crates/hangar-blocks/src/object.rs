@@ -15,8 +15,8 @@ use object_store::{
 };
 
 use crate::format::{
-    BLOCKS_DIR, HEADER_LEN, TMP_PREFIX, block_name, corrupt, decode_header, encode_header,
-    is_fanout_name, parse_block_name, verified,
+    BLOCKS_DIR, HEADER_LEN, HEADER_LEN_V1, TMP_PREFIX, block_name, corrupt, decode_header,
+    encode_header, header_len, is_fanout_name, parse_block_name, verified,
 };
 
 /// A [`BlockStore`] over any [`ObjectStore`] (in memory, local files, and
@@ -141,15 +141,21 @@ pub(crate) fn read_file(
     let io = |error: std::io::Error| BlockError::Backend(format!("reading block: {error}"));
     file.seek(SeekFrom::Start(result_range.start)).map_err(io)?;
     let mut header = [0u8; HEADER_LEN];
-    match file.read_exact(&mut header) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(corrupt(hash, "shorter than its header"));
+    let short = |error: std::io::Error| {
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            corrupt(hash, "shorter than its header")
+        } else {
+            io(error)
         }
-        Err(error) => return Err(io(error)),
-    }
-    let len =
-        decode_header(&header, object_size).ok_or_else(|| corrupt(hash, "bad header or size"))?;
+    };
+    file.read_exact(&mut header[..HEADER_LEN_V1])
+        .map_err(short)?;
+    let header_len = header_len(&header).ok_or_else(|| corrupt(hash, "bad header"))?;
+    file.read_exact(&mut header[HEADER_LEN_V1..header_len])
+        .map_err(short)?;
+    let decoded = decode_header(&header[..header_len], object_size)
+        .ok_or_else(|| corrupt(hash, "bad header or size"))?;
+    let len = decoded.len;
     let mut content = Vec::with_capacity(len);
     (&mut file)
         .take(len as u64)
@@ -158,7 +164,7 @@ pub(crate) fn read_file(
     if content.len() != len {
         return Err(corrupt(hash, "shorter than its header says"));
     }
-    verified(hash, content)
+    verified(hash, content, decoded.check)
 }
 
 /// Reads and verifies a block from a byte stream: one copy, from the
@@ -169,20 +175,29 @@ async fn read_stream(
     object_size: u64,
 ) -> Result<Vec<u8>, BlockError> {
     let mut header = Vec::with_capacity(HEADER_LEN);
+    // The header's length once its version is in.
+    let mut wanted = HEADER_LEN_V1;
     // The content and the length its header announces, once the header is in.
     let mut content: Option<(Vec<u8>, usize)> = None;
+    let mut check = None;
     while let Some(chunk) = stream.try_next().await.map_err(backend)? {
         let mut chunk: &[u8] = &chunk;
-        if content.is_none() {
-            let take = (HEADER_LEN - header.len()).min(chunk.len());
+        while content.is_none() && !chunk.is_empty() {
+            let take = (wanted - header.len()).min(chunk.len());
             header.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
-            if header.len() < HEADER_LEN {
+            if header.len() < wanted {
                 continue;
             }
-            let len = decode_header(&header, object_size)
+            let full = header_len(&header).ok_or_else(|| corrupt(hash, "bad header"))?;
+            if header.len() < full {
+                wanted = full;
+                continue;
+            }
+            let decoded = decode_header(&header, object_size)
                 .ok_or_else(|| corrupt(hash, "bad header or size"))?;
-            content = Some((Vec::with_capacity(len), len));
+            check = Some(decoded.check);
+            content = Some((Vec::with_capacity(decoded.len), decoded.len));
         }
         if let Some((content, len)) = content.as_mut() {
             if content.len() + chunk.len() > *len {
@@ -195,8 +210,9 @@ async fn read_stream(
     if content.len() != len {
         return Err(corrupt(hash, "shorter than its header says"));
     }
+    let check = check.ok_or_else(|| corrupt(hash, "shorter than its header"))?;
     let hash = *hash;
-    tokio::task::spawn_blocking(move || verified(&hash, content))
+    tokio::task::spawn_blocking(move || verified(&hash, content, check))
         .await
         .map_err(joined)?
 }
@@ -221,7 +237,7 @@ impl ObjectBlockStore {
 impl BlockStore for ObjectBlockStore {
     async fn put(&self, hash: &BlockHash, data: Vec<u8>) -> Result<(), BlockError> {
         debug_assert_eq!(BlockHash::of(&data), *hash, "put with a wrong hash");
-        let header = encode_header(hash, data.len())?;
+        let header = encode_header(hash, &data)?;
         // Two chunks, no copy of the content here (a backend may still
         // gather them, as the in-memory one does).
         let payload = PutPayload::from_iter([Bytes::copy_from_slice(&header), Bytes::from(data)]);
@@ -384,19 +400,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&raw[..4], b"HGBK");
-        assert_eq!(raw[4], 1);
+        assert_eq!(raw[4], 2);
         assert_eq!(&raw[5..9], &(data.len() as u32).to_le_bytes());
-        assert_eq!(&raw[9..], &data[..]);
+        // CRC32C of the hash then the content (as a third party computes it).
+        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        crc.update(&hash.0);
+        crc.update(&data);
+        assert_eq!(&raw[9..13], &(crc.finalize() as u32).to_le_bytes());
+        assert_eq!(&raw[13..], &data[..]);
+    }
+
+    #[tokio::test]
+    async fn version_1_blocks_are_still_read() {
+        let memory = Arc::new(InMemory::new());
+        let store = ObjectBlockStore::new(memory.clone(), "");
+        let data = b"an old block".to_vec();
+        let hash = BlockHash::of(&data);
+        let mut old = b"HGBK\x01".to_vec();
+        old.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        old.extend_from_slice(&data);
+        memory
+            .put(&store.key_for(&hash), old.clone().into())
+            .await
+            .unwrap();
+        assert_eq!(store.get(&hash).await.unwrap(), data);
+        // And a damaged one is corrupt (re-hashed with SHA-256).
+        let last = old.len() - 1;
+        old[last] ^= 1;
+        memory.put(&store.key_for(&hash), old.into()).await.unwrap();
+        assert_eq!(
+            store.get(&hash).await,
+            Err(BlockError::Corrupt(hash.to_hex()))
+        );
     }
 
     #[tokio::test]
     async fn stream_reads_split_anywhere() {
         let data: Vec<u8> = (0..100u8).collect();
         let hash = BlockHash::of(&data);
-        let mut object = encode_header(&hash, data.len()).unwrap().to_vec();
+        let mut object = encode_header(&hash, &data).unwrap().to_vec();
         object.extend_from_slice(&data);
         let size = object.len() as u64;
-        for chunk_size in [1, 3, 9, 10, 64, 200] {
+        for chunk_size in [1, 3, 9, 10, 13, 14, 64, 200] {
             let chunks: Vec<object_store::Result<Bytes>> = object
                 .chunks(chunk_size)
                 .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
