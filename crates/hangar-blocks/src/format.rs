@@ -217,7 +217,10 @@ mod tests {
         let decoded = decode_header(&v1, 13).unwrap();
         assert_eq!((decoded.header_len, decoded.len), (9, 4));
         assert_eq!(decoded.check, Check::Sha256);
-        assert_eq!(verified(&hash, b"data".to_vec(), decoded.check).unwrap(), b"data");
+        assert_eq!(
+            verified(&hash, b"data".to_vec(), decoded.check).unwrap(),
+            b"data"
+        );
         assert_eq!(
             verified(&hash, b"date".to_vec(), decoded.check),
             Err(BlockError::Corrupt(hash.to_hex()))

@@ -83,6 +83,7 @@ fn pending_image(
         deprecation_ms: None,
         deregistration_protection: DeregistrationProtection::default(),
         last_launched_ms: None,
+        launch_history_ms: Vec::new(),
         deregistered_ms: None,
         revision: 0,
     }

@@ -118,6 +118,7 @@ pub fn images_for(region: &str) -> Vec<Image> {
                 deprecation_ms: None,
                 deregistration_protection: DeregistrationProtection::default(),
                 last_launched_ms: None,
+                launch_history_ms: Vec::new(),
                 deregistered_ms: None,
                 revision: 0,
             }

@@ -38,6 +38,17 @@ pub enum Error {
     TagLimitExceeded(String),
     #[error("{0}")]
     FilterLimitExceeded(String),
+    /// `DeregisterImage` on an image whose deregistration protection is on,
+    /// or still in its cooldown after being turned off.
+    #[error(
+        "The image {image_id} is protected from deregistration ({state}). {}",
+        if state == "disabled-with-cooldown" {
+            "Its protection was turned off less than 24 hours ago and stays in force until the cooldown ends."
+        } else {
+            "Disable deregistration protection before deregistering it."
+        }
+    )]
+    DeregistrationProtected { image_id: String, state: String },
     #[error("The image '{image_id}' is in state {state}, which does not allow this request")]
     IncorrectImageState { image_id: String, state: String },
     #[error("The {kind} ID '{id}' is malformed")]

@@ -389,6 +389,7 @@ impl Hangar {
             deprecation_ms: None,
             deregistration_protection: DeregistrationProtection::default(),
             last_launched_ms: None,
+            launch_history_ms: Vec::new(),
             deregistered_ms: None,
             revision: 0,
         };
@@ -461,7 +462,8 @@ impl Hangar {
 
     /// The image as `caller` may see it: owner-only fields are removed for
     /// everyone else.
-    fn view_for(caller: &Caller, mut image: Image) -> Image {
+    fn view_for(&self, caller: &Caller, mut image: Image, now: i64) -> Image {
+        crate::usage::apply_report(&mut image, now, self.settings.report_delay_ms);
         if image.owner_id != caller.account_id {
             image.tags.clear();
             image.last_launched_ms = None;
@@ -677,7 +679,7 @@ impl Hangar {
         Ok(DescribeImagesOutput {
             images: page
                 .into_iter()
-                .map(|image| Self::view_for(caller, image))
+                .map(|image| self.view_for(caller, image, now))
                 .collect(),
             next_token,
             as_of_ms: now,
@@ -750,7 +752,11 @@ impl Hangar {
             ImageAttributeName::TpmSupport => ImageAttributeValue::TpmSupport(image.tpm_support),
             ImageAttributeName::UefiData => ImageAttributeValue::UefiData(image.uefi_data),
             ImageAttributeName::LastLaunchedTime => {
-                ImageAttributeValue::LastLaunchedTime(image.last_launched_ms)
+                ImageAttributeValue::LastLaunchedTime(crate::usage::reported_launch(
+                    &image,
+                    self.clock.now_ms(),
+                    self.settings.report_delay_ms,
+                ))
             }
             ImageAttributeName::ImdsSupport => ImageAttributeValue::ImdsSupport(image.imds_support),
             ImageAttributeName::DeregistrationProtection => {
@@ -815,13 +821,15 @@ impl Hangar {
         delete_associated_snapshots: bool,
         dry_run: bool,
     ) -> Result<Vec<DeleteSnapshotResult>> {
+        let now = self.clock.now_ms();
         if dry_run {
-            self.owned_image(caller, image_id).await?;
+            let image = self.owned_image(caller, image_id).await?;
+            Self::check_not_protected(&image, now)?;
             return Err(Error::DryRunOperation);
         }
-        let now = self.clock.now_ms();
         let image = self
             .update_owned_image(caller, image_id, |image| {
+                Self::check_not_protected(image, now)?;
                 image.state = ImageState::Deregistered;
                 image.deregistered_ms = Some(now);
                 image.launch_permissions.clear();
@@ -1247,6 +1255,14 @@ impl AttributeChange {
     fn apply(&self, image: &mut Image) -> Result<()> {
         match self {
             AttributeChange::LaunchPermission(change) => {
+                // A disabled image cannot be shared: DisableImage took its
+                // permissions away and only EnableImage makes it usable again.
+                if image.state == ImageState::Disabled && !change.add.is_empty() {
+                    return Err(Error::IncorrectImageState {
+                        image_id: image.image_id.clone(),
+                        state: image.state.as_str().into(),
+                    });
+                }
                 for permission in &change.add {
                     if !image.launch_permissions.contains(permission) {
                         image.launch_permissions.push(permission.clone());
@@ -1369,4 +1385,585 @@ fn image_filter_values_with_tags(image: &Image, tags: &[Tag], name: &str) -> Opt
         _ => return None,
     };
     Some(values)
+}
+
+// ---------------------------------------------------------------------------
+// Provenance and retirement: GetImageAncestry, deprecation, deregistration
+// protection, DisableImage/EnableImage, DescribeImageReferences.
+
+/// `GetImageAncestry` stops after this many entries, as AWS documents.
+pub const MAX_ANCESTRY_ENTRIES: usize = 50;
+/// Owner aliases of verified providers: the ancestry walk ends at their
+/// images (included), as AWS does.
+const ANCESTRY_ROOT_ALIASES: &[&str] = &["amazon", "aws-marketplace"];
+/// Cooldown kept after protection with cooldown is turned off.
+pub const PROTECTION_COOLDOWN_MS: i64 = 24 * 60 * 60 * 1000;
+/// `DescribeImageReferences` takes 1 to 10 `ImageId.N`.
+pub const MAX_REFERENCE_IMAGE_IDS: usize = 10;
+/// The resource types `DescribeImageReferences` knows (botocore's enum).
+pub const REFERENCE_RESOURCE_TYPES: &[&str] = &[
+    "ec2:Instance",
+    "ec2:LaunchTemplate",
+    "ssm:Parameter",
+    "imagebuilder:ImageRecipe",
+    "imagebuilder:ContainerRecipe",
+];
+const INSTANCE_STATE_NAMES: &[&str] = &[
+    "pending",
+    "running",
+    "shutting-down",
+    "terminated",
+    "stopping",
+    "stopped",
+];
+
+/// One entry of `GetImageAncestry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AncestryEntry {
+    pub image_id: String,
+    pub creation_ms: i64,
+    pub owner_alias: Option<String>,
+    pub source_image_id: Option<String>,
+    pub source_image_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceTypeOption {
+    pub option_name: Option<String>,
+    pub option_values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceTypeRequest {
+    pub resource_type: Option<String>,
+    pub options: Vec<ResourceTypeOption>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeImageReferencesInput {
+    pub image_ids: Vec<String>,
+    pub include_all_resource_types: bool,
+    pub resource_types: Vec<ResourceTypeRequest>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageReference {
+    pub image_id: String,
+    pub resource_type: String,
+    pub arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeImageReferencesOutput {
+    pub references: Vec<ImageReference>,
+    pub next_token: Option<String>,
+}
+
+/// `ms` plus `years` calendar years (29 February lands on 28 February).
+fn add_years(ms: i64, years: i32) -> i64 {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return ms;
+    };
+    let year = at.year() + years;
+    let moved = at
+        .replace_year(year)
+        .or_else(|_| at.replace_day(28).and_then(|at| at.replace_year(year)));
+    match moved {
+        Ok(moved) => i64::try_from(moved.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+        Err(_) => i64::MAX,
+    }
+}
+
+/// Rounds to the nearest whole minute; exactly 30 seconds rounds up.
+pub fn round_to_minute(ms: i64) -> i64 {
+    const MINUTE: i64 = 60_000;
+    let floor = ms.div_euclid(MINUTE) * MINUTE;
+    if ms - floor >= MINUTE / 2 {
+        floor + MINUTE
+    } else {
+        floor
+    }
+}
+
+impl Hangar {
+    /// The partition `region` lies in, seen from this deployment: its own
+    /// regions are in the configured partition, any other region in the one
+    /// its name says.
+    fn partition_of_region(&self, region: &str) -> String {
+        if self.settings.regions.iter().any(|known| known == region) {
+            self.settings.partition.clone()
+        } else {
+            crate::regions::partition_of(region).to_string()
+        }
+    }
+
+    /// `GetImageAncestry`: the image, then each parent by `sourceImageId`,
+    /// across regions. The requested image must be visible to the caller;
+    /// ancestors are followed whoever owns them (entries show only IDs,
+    /// dates and pointers) and also when deregistered (their records are
+    /// kept). The walk stops at a verified provider's image (included), an
+    /// image without a recorded parent, a parent in another partition or
+    /// whose record is absent, a parent already seen, or 50 entries.
+    pub async fn get_image_ancestry(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        dry_run: bool,
+    ) -> Result<Vec<AncestryEntry>> {
+        if !ids::is_well_formed(ids::IMAGE, image_id) {
+            return Err(Error::MalformedImageId(image_id.to_string()));
+        }
+        let now = self.clock.now_ms();
+        let visible_deregistered = |image: &Image| {
+            image.state != ImageState::Deregistered
+                || image
+                    .deregistered_ms
+                    .is_some_and(|at| now - at < self.settings.deregistered_visible_ms)
+        };
+        let image = self
+            .store
+            .get_image(image_id)
+            .await?
+            .filter(|image| Self::can_see(caller, image) && visible_deregistered(image))
+            .ok_or_else(|| Error::ImageNotFound(vec![image_id.to_string()]))?;
+        if dry_run {
+            return Err(Error::DryRunOperation);
+        }
+        let mut entries = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut current = image;
+        loop {
+            seen.insert(current.image_id.clone());
+            let stop_here = current
+                .owner_alias
+                .as_deref()
+                .is_some_and(|alias| ANCESTRY_ROOT_ALIASES.contains(&alias));
+            let parent = match (&current.source_image_id, &current.source_image_region) {
+                (Some(id), Some(region)) => Some((id.clone(), region.clone())),
+                _ => None,
+            };
+            entries.push(AncestryEntry {
+                image_id: current.image_id,
+                creation_ms: current.creation_ms,
+                owner_alias: current.owner_alias,
+                source_image_id: current.source_image_id,
+                source_image_region: current.source_image_region,
+            });
+            if stop_here || entries.len() >= MAX_ANCESTRY_ENTRIES {
+                break;
+            }
+            let Some((parent_id, parent_region)) = parent else {
+                break;
+            };
+            if self.partition_of_region(&parent_region) != self.settings.partition
+                || seen.contains(&parent_id)
+            {
+                break;
+            }
+            match self.store.get_image(&parent_id).await? {
+                Some(parent) => current = parent,
+                None => break,
+            }
+        }
+        Ok(entries)
+    }
+
+    /// `EnableImageDeprecation`: owner only. `DeprecateAt` is rounded to
+    /// the nearest minute; it may not be in the past nor more than 10 years
+    /// ahead, and for a public image not later than 2 years after creation.
+    pub async fn enable_image_deprecation(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        deprecate_at: &str,
+        dry_run: bool,
+    ) -> Result<()> {
+        let requested = crate::timefmt::parse_iso(deprecate_at).ok_or_else(|| {
+            Error::invalid_value(
+                "DeprecateAt",
+                deprecate_at,
+                "Expected an ISO 8601 timestamp such as 2030-01-01T00:00:00Z.",
+            )
+        })?;
+        let now = self.clock.now_ms();
+        if requested < now {
+            return Err(Error::invalid_value(
+                "DeprecateAt",
+                deprecate_at,
+                "The deprecation time cannot be in the past.",
+            ));
+        }
+        let at = round_to_minute(requested);
+        if at > add_years(now, 10) {
+            return Err(Error::invalid_value(
+                "DeprecateAt",
+                deprecate_at,
+                "The deprecation time cannot be more than 10 years from now.",
+            ));
+        }
+        let check = |image: &Image| -> Result<()> {
+            if image.is_public() && at > add_years(image.creation_ms, 2) {
+                return Err(Error::invalid_value(
+                    "DeprecateAt",
+                    deprecate_at,
+                    "The deprecation time of a public image cannot be more than 2 years after its creation date. Make the image private first.",
+                ));
+            }
+            Ok(())
+        };
+        if dry_run {
+            check(&self.owned_image(caller, image_id).await?)?;
+            return Err(Error::DryRunOperation);
+        }
+        self.update_owned_image(caller, image_id, |image| {
+            check(image)?;
+            image.deprecation_ms = Some(at);
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `DisableImageDeprecation`: owner only; clears the deprecation time.
+    pub async fn disable_image_deprecation(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        dry_run: bool,
+    ) -> Result<()> {
+        if dry_run {
+            self.owned_image(caller, image_id).await?;
+            return Err(Error::DryRunOperation);
+        }
+        self.update_owned_image(caller, image_id, |image| {
+            image.deprecation_ms = None;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `EnableImageDeregistrationProtection`: owner only; answers the new
+    /// state string. Turning it on again ends a running cooldown.
+    pub async fn enable_image_deregistration_protection(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        with_cooldown: bool,
+        dry_run: bool,
+    ) -> Result<String> {
+        if dry_run {
+            self.owned_image(caller, image_id).await?;
+            return Err(Error::DryRunOperation);
+        }
+        let image = self
+            .update_owned_image(caller, image_id, |image| {
+                image.deregistration_protection = DeregistrationProtection {
+                    enabled: true,
+                    with_cooldown,
+                    cooldown_until: None,
+                };
+                Ok(())
+            })
+            .await?;
+        Ok(protection_state(
+            &image.deregistration_protection,
+            self.clock.now_ms(),
+        ))
+    }
+
+    /// `DisableImageDeregistrationProtection`: owner only. Protection that
+    /// was on with cooldown stays in force for 24 hours
+    /// (`disabled-with-cooldown`); otherwise it ends at once.
+    pub async fn disable_image_deregistration_protection(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        dry_run: bool,
+    ) -> Result<String> {
+        if dry_run {
+            self.owned_image(caller, image_id).await?;
+            return Err(Error::DryRunOperation);
+        }
+        let now = self.clock.now_ms();
+        let image = self
+            .update_owned_image(caller, image_id, |image| {
+                let protection = &mut image.deregistration_protection;
+                if protection.enabled {
+                    protection.cooldown_until = protection
+                        .with_cooldown
+                        .then_some(now + PROTECTION_COOLDOWN_MS);
+                    protection.enabled = false;
+                    protection.with_cooldown = false;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(protection_state(&image.deregistration_protection, now))
+    }
+
+    /// Refuses deregistration while protection is on or cooling down.
+    pub(crate) fn check_not_protected(image: &Image, now_ms: i64) -> Result<()> {
+        let state = protection_state(&image.deregistration_protection, now_ms);
+        if state == "disabled" {
+            Ok(())
+        } else {
+            Err(Error::DeregistrationProtected {
+                image_id: image.image_id.clone(),
+                state,
+            })
+        }
+    }
+
+    /// `DisableImage`: owner only, from `available`. The image becomes
+    /// `disabled` and loses every launch permission (public and shared).
+    pub async fn disable_image(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        dry_run: bool,
+    ) -> Result<()> {
+        let check = |image: &Image| -> Result<()> {
+            if image.state != ImageState::Available {
+                return Err(Error::IncorrectImageState {
+                    image_id: image.image_id.clone(),
+                    state: image.state.as_str().into(),
+                });
+            }
+            Ok(())
+        };
+        if dry_run {
+            check(&self.owned_image(caller, image_id).await?)?;
+            return Err(Error::DryRunOperation);
+        }
+        self.update_owned_image(caller, image_id, |image| {
+            check(image)?;
+            image.state = ImageState::Disabled;
+            image.launch_permissions.clear();
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `EnableImage`: owner only, from `disabled`. The image is `available`
+    /// again; the sharing it lost is not restored.
+    pub async fn enable_image(&self, caller: &Caller, image_id: &str, dry_run: bool) -> Result<()> {
+        let check = |image: &Image| -> Result<()> {
+            if image.state != ImageState::Disabled {
+                return Err(Error::IncorrectImageState {
+                    image_id: image.image_id.clone(),
+                    state: image.state.as_str().into(),
+                });
+            }
+            Ok(())
+        };
+        if dry_run {
+            check(&self.owned_image(caller, image_id).await?)?;
+            return Err(Error::DryRunOperation);
+        }
+        self.update_owned_image(caller, image_id, |image| {
+            check(image)?;
+            image.state = ImageState::Available;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `DescribeImageReferences`: the caller's own resources that use the
+    /// given images. Hangar has instances only, so other resource types
+    /// contribute nothing.
+    pub async fn describe_image_references(
+        &self,
+        caller: &Caller,
+        input: DescribeImageReferencesInput,
+        dry_run: bool,
+    ) -> Result<DescribeImageReferencesOutput> {
+        if input.image_ids.is_empty() {
+            return Err(Error::MissingParameter("ImageId".into()));
+        }
+        if input.image_ids.len() > MAX_REFERENCE_IMAGE_IDS {
+            return Err(Error::InvalidParameterValue(format!(
+                "Value ({}) for parameter ImageId is invalid. At most {MAX_REFERENCE_IMAGE_IDS} image IDs may be given.",
+                input.image_ids.len()
+            )));
+        }
+        let max_results = page::check_max_results(input.max_results, 5, 1000)?;
+        if !input.include_all_resource_types && input.resource_types.is_empty() {
+            return Err(Error::MissingParameter(
+                "ResourceType or IncludeAllResourceTypes".into(),
+            ));
+        }
+        let mut include_instances = input.include_all_resource_types;
+        let mut state_names: Option<Vec<String>> = None;
+        for request in &input.resource_types {
+            let resource_type = request
+                .resource_type
+                .as_deref()
+                .ok_or_else(|| Error::MissingParameter("ResourceType.N.ResourceType".into()))?;
+            if !REFERENCE_RESOURCE_TYPES.contains(&resource_type) {
+                return Err(Error::invalid_value(
+                    "ResourceType",
+                    resource_type,
+                    &format!("Expected one of: {}.", REFERENCE_RESOURCE_TYPES.join(", ")),
+                ));
+            }
+            for option in &request.options {
+                let name = option.option_name.as_deref().ok_or_else(|| {
+                    Error::MissingParameter("ResourceType.N.ResourceTypeOption.M.OptionName".into())
+                })?;
+                match (name, resource_type) {
+                    ("state-name", "ec2:Instance") => {
+                        for value in &option.option_values {
+                            if !INSTANCE_STATE_NAMES.contains(&value.as_str()) {
+                                return Err(Error::invalid_value(
+                                    "state-name",
+                                    value,
+                                    &format!(
+                                        "Expected one of: {}.",
+                                        INSTANCE_STATE_NAMES.join(", ")
+                                    ),
+                                ));
+                            }
+                        }
+                        state_names
+                            .get_or_insert_with(Vec::new)
+                            .extend(option.option_values.iter().cloned());
+                    }
+                    ("version-depth", "ec2:LaunchTemplate") => {
+                        for value in &option.option_values {
+                            if !value
+                                .parse::<i64>()
+                                .is_ok_and(|depth| (1..=10_000).contains(&depth))
+                            {
+                                return Err(Error::invalid_value(
+                                    "version-depth",
+                                    value,
+                                    "Expected an integer from 1 to 10000.",
+                                ));
+                            }
+                        }
+                    }
+                    ("state-name" | "version-depth", _) => {
+                        return Err(Error::InvalidParameterCombination(format!(
+                            "The option {name} does not apply to resource type {resource_type}."
+                        )));
+                    }
+                    (other, _) => {
+                        return Err(Error::invalid_value(
+                            "OptionName",
+                            other,
+                            "Expected state-name or version-depth.",
+                        ));
+                    }
+                }
+            }
+            include_instances |= resource_type == "ec2:Instance";
+        }
+        let mut image_ids = input.image_ids.clone();
+        image_ids.sort();
+        image_ids.dedup();
+        for image_id in &image_ids {
+            if !ids::is_well_formed(ids::IMAGE, image_id) {
+                return Err(Error::MalformedImageId(image_id.clone()));
+            }
+        }
+        let found = self.store.get_images(&image_ids).await?;
+        let missing: Vec<String> = image_ids
+            .iter()
+            .filter(|id| {
+                !found
+                    .iter()
+                    .any(|image| &image.image_id == *id && Self::can_see(caller, image))
+            })
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::ImageNotFound(missing));
+        }
+        if dry_run {
+            return Err(Error::DryRunOperation);
+        }
+        let now = self.clock.now_ms();
+        let mut keyed: Vec<(String, ImageReference)> = Vec::new();
+        if include_instances {
+            let instances = self
+                .store
+                .list_instances(&crate::repo::RecordQuery {
+                    region: Some(caller.region.clone()),
+                    owner_ids: Some(vec![caller.account_id.clone()]),
+                })
+                .await?;
+            for instance in instances {
+                if instance.owner_id != caller.account_id || !image_ids.contains(&instance.image_id)
+                {
+                    continue;
+                }
+                let state = instance.state_at(now).as_str();
+                if state_names
+                    .as_ref()
+                    .is_some_and(|names| !names.iter().any(|name| name == state))
+                {
+                    continue;
+                }
+                keyed.push((
+                    format!("{}/{}", instance.image_id, instance.instance_id),
+                    ImageReference {
+                        arn: format!(
+                            "arn:{}:ec2:{}:{}:instance/{}",
+                            self.settings.partition,
+                            instance.region,
+                            instance.owner_id,
+                            instance.instance_id
+                        ),
+                        image_id: instance.image_id,
+                        resource_type: "ec2:Instance".into(),
+                    },
+                ));
+            }
+        }
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let (page, next_token) = page::paginate(
+            keyed,
+            "DescribeImageReferences",
+            input.next_token.as_deref(),
+            max_results,
+            |(key, _)| key.as_str(),
+        )?;
+        Ok(DescribeImageReferencesOutput {
+            references: page.into_iter().map(|(_, reference)| reference).collect(),
+            next_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod retire_tests {
+    use super::*;
+
+    #[test]
+    fn rounding_to_the_minute() {
+        let minute = 1_764_504_000_000; // 2025-11-30T12:00:00Z
+        assert_eq!(round_to_minute(minute), minute);
+        assert_eq!(round_to_minute(minute + 29_999), minute);
+        assert_eq!(round_to_minute(minute + 30_000), minute + 60_000);
+        assert_eq!(round_to_minute(minute - 1), minute);
+    }
+
+    #[test]
+    fn calendar_years() {
+        let at = crate::timefmt::parse_iso("2024-02-29T10:00:00Z").unwrap();
+        assert_eq!(
+            crate::timefmt::iso_millis(add_years(at, 2)),
+            "2026-02-28T10:00:00.000Z"
+        );
+        let at = crate::timefmt::parse_iso("2025-11-30T12:00:00Z").unwrap();
+        assert_eq!(
+            crate::timefmt::iso_millis(add_years(at, 10)),
+            "2035-11-30T12:00:00.000Z"
+        );
+    }
 }

@@ -456,17 +456,16 @@ impl Hangar {
         })
     }
 
-    /// Records a launch on the image (for `lastLaunchedTime`), whoever
-    /// launched it.
+    /// Records a launch on the image (for `lastLaunchedTime`, reported after
+    /// `[usage] report_delay`), whoever launched it.
     async fn record_launch(&self, image_id: &str, now: i64) -> Result<()> {
         for _ in 0..8 {
             let Some(mut image) = self.store.get_image(image_id).await? else {
                 return Ok(());
             };
-            if image.last_launched_ms.is_some_and(|last| last >= now) {
+            if !crate::usage::record_launch(&mut image, now, self.settings.report_delay_ms) {
                 return Ok(());
             }
-            image.last_launched_ms = Some(now);
             match self.store.update_image(&image).await {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict(_)) => continue,

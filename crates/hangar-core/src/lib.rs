@@ -30,6 +30,7 @@ pub mod store;
 pub mod tags;
 pub mod timefmt;
 pub mod transfer;
+pub mod usage;
 
 pub use error::{Error, ResourceKind, Result};
 pub use service::{Caller, Hangar, Settings};

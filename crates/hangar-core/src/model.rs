@@ -130,7 +130,14 @@ pub struct Image {
     pub source_instance_id: Option<String>,
     pub deprecation_ms: Option<EpochMillis>,
     pub deregistration_protection: DeregistrationProtection,
+    /// The newest launch recorded (raw, any account). In a view for the
+    /// owner it is replaced by the reported `lastLaunchedTime` (see
+    /// `crate::usage`).
     pub last_launched_ms: Option<EpochMillis>,
+    /// Recent launches, oldest first, bounded (see `crate::usage`): what
+    /// `lastLaunchedTime` with a reporting delay is computed from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_history_ms: Vec<EpochMillis>,
     pub deregistered_ms: Option<EpochMillis>,
     /// Bumped on every update; the store refuses an update made from a stale
     /// copy, so concurrent read-modify-write cycles never lose a change.

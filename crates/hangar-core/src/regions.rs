@@ -24,6 +24,27 @@ pub struct ZoneInfo {
 
 const ZONE_LETTERS: &[char] = &['a', 'b', 'c'];
 
+/// The AWS partition a region belongs to, by its name's prefix
+/// (`cn-north-1` → `aws-cn`, `us-gov-west-1` → `aws-us-gov`); every other
+/// region is in `aws`. Used where a region named in a record (an image's
+/// source region) may lie outside this deployment.
+pub fn partition_of(region: &str) -> &'static str {
+    // Longest prefixes first: `us-isob-` must not read as `us-iso-`.
+    const PREFIXES: &[(&str, &str)] = &[
+        ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-gov-", "aws-us-gov"),
+        ("eusc-", "aws-eusc"),
+        ("cn-", "aws-cn"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition)
+}
+
 /// `us-east-1` → `use1`, `eu-west-2` → `euw2`: AWS's short region code.
 fn short_code(region: &str) -> String {
     let parts: Vec<&str> = region.split('-').collect();
@@ -146,6 +167,17 @@ impl Hangar {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn partitions() {
+        use super::partition_of;
+        assert_eq!(partition_of("us-east-1"), "aws");
+        assert_eq!(partition_of("eu-west-1"), "aws");
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition_of("us-iso-east-1"), "aws-iso");
+        assert_eq!(partition_of("us-isob-east-1"), "aws-iso-b");
+    }
+
     #[test]
     fn short_codes() {
         assert_eq!(super::short_code("us-east-1"), "use1");

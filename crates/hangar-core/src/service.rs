@@ -45,6 +45,9 @@ pub struct Settings {
     pub store_allow_public_buckets: bool,
     /// `[store]`: how many store and restore tasks run at once.
     pub store_concurrency: usize,
+    /// `[usage] report_delay`: how old a launch must be (on the service
+    /// clock) before `lastLaunchedTime` reports it.
+    pub report_delay_ms: i64,
 }
 
 impl Settings {
@@ -60,6 +63,7 @@ impl Settings {
             store_max_restore_in_progress_gib: 600,
             store_allow_public_buckets: false,
             store_concurrency: 2,
+            report_delay_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -928,7 +928,10 @@ impl Hangar {
     /// shared from its block put to its map entry, so a block is never
     /// deleted between the two. Returns (kept, deleted).
     pub async fn collect_blocks(&self, grace_ms: i64) -> Result<(u64, u64)> {
-        let mark_started = self.clock.now_ms();
+        // Wall time, not the service clock: it is compared with the block
+        // files' modification times, and an advanced dev clock must not
+        // remove the grace period.
+        let mark_started = self.clock.wall_ms();
         self.store.delete_orphan_block_maps().await?;
         let mut referenced = std::collections::HashSet::new();
         let mut cursor: Option<String> = None;

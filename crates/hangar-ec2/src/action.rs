@@ -4,7 +4,8 @@
 use hangar_core::build::{CopyImageInput, CreateImageInput};
 use hangar_core::filter::Filter;
 use hangar_core::images::{
-    DescribeImagesInput, LaunchPermissionChanges, ModifyImageAttributeInput, RegisterImageInput,
+    DescribeImageReferencesInput, DescribeImagesInput, LaunchPermissionChanges,
+    ModifyImageAttributeInput, RegisterImageInput, ResourceTypeOption, ResourceTypeRequest,
 };
 use hangar_core::instances::RunInstancesInput;
 use hangar_core::model::{BlockDeviceMapping, EbsBlockDevice, LaunchPermission, Tag};
@@ -97,6 +98,31 @@ pub enum Action {
     CreateStoreImageTask(CreateStoreImageTaskInput),
     DescribeStoreImageTasks(DescribeStoreImageTasksInput),
     CreateRestoreImageTask(CreateRestoreImageTaskInput),
+    GetImageAncestry {
+        image_id: String,
+    },
+    EnableImageDeprecation {
+        image_id: String,
+        /// As sent; the domain parses it, so a bad value is its error.
+        deprecate_at: String,
+    },
+    DisableImageDeprecation {
+        image_id: String,
+    },
+    EnableImageDeregistrationProtection {
+        image_id: String,
+        with_cooldown: bool,
+    },
+    DisableImageDeregistrationProtection {
+        image_id: String,
+    },
+    DisableImage {
+        image_id: String,
+    },
+    EnableImage {
+        image_id: String,
+    },
+    DescribeImageReferences(DescribeImageReferencesInput),
 }
 
 /// A parsed request: the action and the common `DryRun` flag.
@@ -135,6 +161,18 @@ impl Action {
             Action::CreateStoreImageTask(_) => "CreateStoreImageTask",
             Action::DescribeStoreImageTasks(_) => "DescribeStoreImageTasks",
             Action::CreateRestoreImageTask(_) => "CreateRestoreImageTask",
+            Action::GetImageAncestry { .. } => "GetImageAncestry",
+            Action::EnableImageDeprecation { .. } => "EnableImageDeprecation",
+            Action::DisableImageDeprecation { .. } => "DisableImageDeprecation",
+            Action::EnableImageDeregistrationProtection { .. } => {
+                "EnableImageDeregistrationProtection"
+            }
+            Action::DisableImageDeregistrationProtection { .. } => {
+                "DisableImageDeregistrationProtection"
+            }
+            Action::DisableImage { .. } => "DisableImage",
+            Action::EnableImage { .. } => "EnableImage",
+            Action::DescribeImageReferences(_) => "DescribeImageReferences",
         }
     }
 }
@@ -477,6 +515,56 @@ pub fn parse(params: &Params) -> Result<Request, ProtocolError> {
             name: root.string("Name"),
             tag_specifications: tag_specifications(&root)?,
         }),
+        "GetImageAncestry" => Action::GetImageAncestry {
+            image_id: root.required("ImageId")?,
+        },
+        "EnableImageDeprecation" => Action::EnableImageDeprecation {
+            image_id: root.required("ImageId")?,
+            deprecate_at: root.required("DeprecateAt")?,
+        },
+        "DisableImageDeprecation" => Action::DisableImageDeprecation {
+            image_id: root.required("ImageId")?,
+        },
+        "EnableImageDeregistrationProtection" => Action::EnableImageDeregistrationProtection {
+            image_id: root.required("ImageId")?,
+            with_cooldown: root.bool("WithCooldown")?.unwrap_or(false),
+        },
+        "DisableImageDeregistrationProtection" => Action::DisableImageDeregistrationProtection {
+            image_id: root.required("ImageId")?,
+        },
+        "DisableImage" => Action::DisableImage {
+            image_id: root.required("ImageId")?,
+        },
+        "EnableImage" => Action::EnableImage {
+            image_id: root.required("ImageId")?,
+        },
+        "DescribeImageReferences" => {
+            Action::DescribeImageReferences(DescribeImageReferencesInput {
+                image_ids: root.strings("ImageId")?,
+                include_all_resource_types: root.bool("IncludeAllResourceTypes")?.unwrap_or(false),
+                resource_types: root
+                    .structs("ResourceType")?
+                    .into_iter()
+                    .map(|request| {
+                        Ok(ResourceTypeRequest {
+                            resource_type: request.string("ResourceType"),
+                            options: request
+                                .structs("ResourceTypeOption")?
+                                .into_iter()
+                                .map(|option| {
+                                    Ok(ResourceTypeOption {
+                                        option_name: option.string("OptionName"),
+                                        option_values: option.strings("OptionValue")?,
+                                    })
+                                })
+                                .collect::<Result<_, ProtocolError>>()?,
+                        })
+                    })
+                    .collect::<Result<_, ProtocolError>>()?,
+                max_results: root.int("MaxResults")?,
+                next_token: root.string("NextToken"),
+            })
+        }
         other => return Err(ProtocolError::InvalidAction(other.to_string())),
     };
     params.finish()?;
@@ -635,5 +723,74 @@ mod tests {
         };
         assert_eq!(input.user_ids, vec!["111111111111"]);
         assert_eq!(input.user_groups, vec!["all"]);
+    }
+
+    #[test]
+    fn provenance_and_retirement_requests() {
+        let request = parse_form(
+            "Action=DescribeImageReferences&Version=2016-11-15&ImageId.1=ami-1&ImageId.2=ami-2&ResourceType.1.ResourceType=ec2%3AInstance&ResourceType.1.ResourceTypeOption.1.OptionName=state-name&ResourceType.1.ResourceTypeOption.1.OptionValue.1=running&ResourceType.1.ResourceTypeOption.1.OptionValue.2=stopped&MaxResults=5&NextToken=t&DryRun=true",
+        )
+        .unwrap();
+        assert!(request.dry_run);
+        let Action::DescribeImageReferences(input) = request.action else {
+            panic!("wrong action")
+        };
+        assert_eq!(input.image_ids, vec!["ami-1", "ami-2"]);
+        assert!(!input.include_all_resource_types);
+        assert_eq!(
+            input.resource_types[0].resource_type.as_deref(),
+            Some("ec2:Instance")
+        );
+        let option = &input.resource_types[0].options[0];
+        assert_eq!(option.option_name.as_deref(), Some("state-name"));
+        assert_eq!(option.option_values, vec!["running", "stopped"]);
+        assert_eq!(input.max_results, Some(5));
+
+        let request = parse_form(
+            "Action=EnableImageDeregistrationProtection&Version=2016-11-15&ImageId=ami-1&WithCooldown=true",
+        )
+        .unwrap();
+        assert_eq!(
+            request.action,
+            Action::EnableImageDeregistrationProtection {
+                image_id: "ami-1".into(),
+                with_cooldown: true
+            }
+        );
+        let request = parse_form(
+            "Action=EnableImageDeprecation&Version=2016-11-15&ImageId=ami-1&DeprecateAt=2030-04-15T13%3A17%3A12.500000Z",
+        )
+        .unwrap();
+        assert_eq!(
+            request.action,
+            Action::EnableImageDeprecation {
+                image_id: "ami-1".into(),
+                deprecate_at: "2030-04-15T13:17:12.500000Z".into()
+            }
+        );
+        for action in [
+            "GetImageAncestry",
+            "DisableImageDeprecation",
+            "DisableImageDeregistrationProtection",
+            "DisableImage",
+            "EnableImage",
+        ] {
+            assert_eq!(
+                parse_form(&format!("Action={action}&Version=2016-11-15")),
+                Err(ProtocolError::MissingParameter("ImageId".into()))
+            );
+            assert_eq!(
+                parse_form(&format!(
+                    "Action={action}&Version=2016-11-15&ImageId=ami-1&WithCooldown=true"
+                ))
+                .err(),
+                (action != "EnableImageDeregistrationProtection")
+                    .then(|| ProtocolError::UnknownParameter("WithCooldown".into()))
+            );
+        }
+        assert_eq!(
+            parse_form("Action=EnableImageDeprecation&Version=2016-11-15&ImageId=ami-1"),
+            Err(ProtocolError::MissingParameter("DeprecateAt".into()))
+        );
     }
 }

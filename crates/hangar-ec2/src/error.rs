@@ -123,6 +123,9 @@ impl From<&Error> for WireError {
             Error::TagLimitExceeded(_) => ("TagLimitExceeded", 400),
             Error::FilterLimitExceeded(_) => ("FilterLimitExceeded", 400),
             Error::IncorrectImageState { .. } => ("IncorrectState", 400),
+            // AWS does not document the code; EC2 uses OperationNotPermitted
+            // for requests a resource's own setting forbids.
+            Error::DeregistrationProtected { .. } => ("OperationNotPermitted", 400),
             Error::MalformedId { kind, .. } => (
                 match kind {
                     ResourceKind::Image => "InvalidAMIID.Malformed",

@@ -289,5 +289,43 @@ async fn dispatch(
             .create_restore_image_task(caller, input, dry_run)
             .await
             .map(Reply::ImageId),
+        Action::GetImageAncestry { image_id } => hangar
+            .get_image_ancestry(caller, &image_id, dry_run)
+            .await
+            .map(Reply::Ancestry),
+        Action::EnableImageDeprecation {
+            image_id,
+            deprecate_at,
+        } => hangar
+            .enable_image_deprecation(caller, &image_id, &deprecate_at, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::DisableImageDeprecation { image_id } => hangar
+            .disable_image_deprecation(caller, &image_id, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::EnableImageDeregistrationProtection {
+            image_id,
+            with_cooldown,
+        } => hangar
+            .enable_image_deregistration_protection(caller, &image_id, with_cooldown, dry_run)
+            .await
+            .map(Reply::ReturnText),
+        Action::DisableImageDeregistrationProtection { image_id } => hangar
+            .disable_image_deregistration_protection(caller, &image_id, dry_run)
+            .await
+            .map(Reply::ReturnText),
+        Action::DisableImage { image_id } => hangar
+            .disable_image(caller, &image_id, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::EnableImage { image_id } => hangar
+            .enable_image(caller, &image_id, dry_run)
+            .await
+            .map(|()| Reply::Return(true)),
+        Action::DescribeImageReferences(input) => hangar
+            .describe_image_references(caller, input, dry_run)
+            .await
+            .map(Reply::ImageReferences),
     }
 }

@@ -2,8 +2,8 @@
 //! are the `locationName`s of botocore's EC2 model.
 
 use hangar_core::images::{
-    DeleteSnapshotResult, DescribeImagesOutput, DescribeTagsOutput, ImageAttribute,
-    ImageAttributeValue,
+    AncestryEntry, DeleteSnapshotResult, DescribeImageReferencesOutput, DescribeImagesOutput,
+    DescribeTagsOutput, ImageAttribute, ImageAttributeValue,
 };
 use hangar_core::instances::{
     DescribeInstancesOutput, DescribeVolumesOutput, Reservation, StateChange,
@@ -45,6 +45,12 @@ pub enum Reply {
     /// `CreateStoreImageTask`: the key the object will have.
     ObjectKey(String),
     StoreImageTasks(DescribeStoreImageTasksOutput),
+    /// A `return` that is a string, not a boolean (deregistration
+    /// protection answers its new state).
+    ReturnText(String),
+    /// `GetImageAncestry`: the image first, then its parents.
+    Ancestry(Vec<AncestryEntry>),
+    ImageReferences(DescribeImageReferencesOutput),
 }
 
 pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
@@ -62,6 +68,26 @@ pub fn render(action: &str, request_id: &str, reply: &Reply) -> String {
         Reply::ImageAttribute(attribute) => write_image_attribute(&mut xml, attribute),
         Reply::Return(value) => {
             xml.bool("return", *value);
+        }
+        Reply::ReturnText(value) => {
+            xml.text("return", value);
+        }
+        Reply::Ancestry(entries) => {
+            xml.list("imageAncestryEntrySet", entries, |xml, entry| {
+                xml.text("creationDate", &iso_millis(entry.creation_ms))
+                    .text("imageId", &entry.image_id)
+                    .opt_text("imageOwnerAlias", entry.owner_alias.as_deref())
+                    .opt_text("sourceImageId", entry.source_image_id.as_deref())
+                    .opt_text("sourceImageRegion", entry.source_image_region.as_deref());
+            });
+        }
+        Reply::ImageReferences(output) => {
+            xml.list("imageReferenceSet", &output.references, |xml, reference| {
+                xml.text("imageId", &reference.image_id)
+                    .text("resourceType", &reference.resource_type)
+                    .text("arn", &reference.arn);
+            });
+            xml.opt_text("nextToken", output.next_token.as_deref());
         }
         Reply::Deregistered(results) => {
             xml.bool("return", true);

@@ -459,3 +459,70 @@ fn store_and_restore() {
         .render(REQUEST_ID),
     );
 }
+
+#[test]
+fn provenance_and_retirement() {
+    use hangar_core::images::{AncestryEntry, DescribeImageReferencesOutput, ImageReference};
+    let entries = vec![
+        AncestryEntry {
+            image_id: "ami-0fedcba9876543210".into(),
+            creation_ms: 1_737_139_070_123,
+            owner_alias: None,
+            source_image_id: Some("ami-0123456789abcdef0".into()),
+            source_image_region: Some("us-east-1".into()),
+        },
+        AncestryEntry {
+            image_id: "ami-0123456789abcdef0".into(),
+            creation_ms: 1_609_462_800_000,
+            owner_alias: Some("amazon".into()),
+            source_image_id: None,
+            source_image_region: None,
+        },
+    ];
+    check(
+        "GetImageAncestry",
+        &render("GetImageAncestry", REQUEST_ID, &Reply::Ancestry(entries)),
+    );
+    check(
+        "EnableImageDeregistrationProtection",
+        &render(
+            "EnableImageDeregistrationProtection",
+            REQUEST_ID,
+            &Reply::ReturnText("enabled-with-cooldown".into()),
+        ),
+    );
+    let references = DescribeImageReferencesOutput {
+        references: vec![ImageReference {
+            image_id: "ami-0123456789abcdef0".into(),
+            resource_type: "ec2:Instance".into(),
+            arn: "arn:aws:ec2:us-east-1:111111111111:instance/i-0123456789abcdef0".into(),
+        }],
+        next_token: Some("token-3".into()),
+    };
+    check(
+        "DescribeImageReferences",
+        &render(
+            "DescribeImageReferences",
+            REQUEST_ID,
+            &Reply::ImageReferences(references),
+        ),
+    );
+    let empty = DescribeImageReferencesOutput {
+        references: vec![],
+        next_token: None,
+    };
+    check(
+        "DescribeImageReferences-empty",
+        &render(
+            "DescribeImageReferences",
+            REQUEST_ID,
+            &Reply::ImageReferences(empty),
+        ),
+    );
+    let protected = WireError::from(&Error::DeregistrationProtected {
+        image_id: "ami-0123456789abcdef0".into(),
+        state: "disabled-with-cooldown".into(),
+    });
+    assert_eq!(protected.status, 400);
+    check("error-OperationNotPermitted", &protected.render(REQUEST_ID));
+}

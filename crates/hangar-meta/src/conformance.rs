@@ -238,6 +238,7 @@ pub fn sample_image(id: &str, region: &str, owner: &str, name: &str) -> Image {
             cooldown_until: Some(1_700_086_400_123),
         },
         last_launched_ms: Some(1_750_000_000_456),
+        launch_history_ms: vec![1_749_000_000_000, 1_750_000_000_456],
         deregistered_ms: Some(1_760_000_000_789),
         revision: 0,
     }
@@ -312,6 +313,7 @@ pub async fn check_roundtrip(store: &dyn MetaStore) {
         deprecation_ms: None,
         deregistration_protection: DeregistrationProtection::default(),
         last_launched_ms: None,
+        launch_history_ms: Vec::new(),
         deregistered_ms: None,
         ..sample_image(
             &fresh_image_id(),

@@ -80,6 +80,42 @@ pub struct Config {
     pub buckets: BucketsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// Lets `POST /_hangar/clock/advance` move the service clock forward
+    /// (a dev convenience: loopback listeners only). Off by default.
+    #[serde(default)]
+    pub dev_clock: bool,
+    #[serde(default)]
+    pub usage: UsageConfig,
+}
+
+fn default_report_delay() -> String {
+    "24h".into()
+}
+
+/// Usage reporting (`lastLaunchedTime`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageConfig {
+    /// How old a launch must be before `lastLaunchedTime` reports it, as a
+    /// duration (`"24h"` as on AWS, `"0s"` for at once).
+    #[serde(default = "default_report_delay")]
+    pub report_delay: String,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            report_delay: default_report_delay(),
+        }
+    }
+}
+
+impl UsageConfig {
+    /// `report_delay` in milliseconds (`Config::validate` has checked it).
+    pub fn report_delay_ms(&self) -> anyhow::Result<i64> {
+        hangar_core::clock::parse_duration(&self.report_delay)
+            .map_err(|error| anyhow::anyhow!("usage.report_delay: {error}"))
+    }
 }
 
 fn default_store_max_in_progress_gib() -> i64 {
@@ -351,6 +387,13 @@ impl Config {
                 self.listen
             );
         }
+        if self.dev_clock && !address.ip().is_loopback() {
+            bail!(
+                "dev_clock = true lets anyone move the service clock through /_hangar/clock (no credentials asked), so Hangar only listens on a loopback address with it; listen = {:?} is not loopback. Turn dev_clock off or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        self.usage.report_delay_ms()?;
         if self.regions.is_empty() {
             bail!("regions must name at least one region");
         }
@@ -518,6 +561,37 @@ mod tests {
             format!("{error:#}").contains("tls_cert is not"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn dev_clock_and_usage() {
+        let config = Config::parse("").unwrap();
+        assert!(!config.dev_clock);
+        assert_eq!(config.usage.report_delay_ms().unwrap(), 86_400_000);
+        let config =
+            Config::parse("dev_clock = true\n[usage]\nreport_delay = \"1h30m\"\n").unwrap();
+        assert!(config.dev_clock);
+        assert_eq!(config.usage.report_delay_ms().unwrap(), 5_400_000);
+        assert_eq!(
+            Config::parse("[usage]\nreport_delay = \"0s\"\n")
+                .unwrap()
+                .usage
+                .report_delay_ms()
+                .unwrap(),
+            0
+        );
+        let error = Config::parse("[usage]\nreport_delay = \"soon\"\n").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("usage.report_delay"),
+            "{error:#}"
+        );
+        assert!(Config::parse("[usage]\nreport_delay = 5\n").is_err());
+        let error = Config::parse(
+            "listen = \"0.0.0.0:8773\"\ndev_clock = true\n[[accounts]]\nid = \"111111111111\"\naccess_key_id = \"AKIAEXAMPLEALICE0001\"\nsecret_access_key = \"alice-secret-key-0001\"\n",
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("dev_clock"), "{error:#}");
+        assert!(!format!("{error:#}").contains('\n'), "{error:#}");
     }
 
     #[test]

@@ -43,6 +43,9 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request<Body>) -> R
     let request_id = uuid::Uuid::new_v4().to_string();
     let path = request.uri().path().to_string();
     if let Some(helper) = path.strip_prefix("/_hangar/") {
+        if helper == "clock" || helper.starts_with("clock/") {
+            return clock_helper(&state, request.method(), helper, request.uri().query()).await;
+        }
         return dev_helper(&state, request.method(), helper).await;
     }
     if path == "/moto-api/reset" {
@@ -320,6 +323,118 @@ async fn dev_helper(state: &AppState, method: &Method, helper: &str) -> Response
             "reset is only available in dev mode (no [[accounts]] configured)\n",
         )
             .into_response(),
+        _ => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A JSON string literal (the messages are ASCII, but quote them properly).
+fn json_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            control if control.is_control() => {
+                quoted.push_str(&format!("\\u{:04x}", control as u32));
+            }
+            other => quoted.push(other),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    json_response(status, format!("{{\"error\": {}}}\n", json_string(message)))
+}
+
+fn clock_body(offset_ms: i64, now_ms: i64) -> String {
+    format!(
+        "{{\"offset_seconds\": {}, \"now\": {}}}\n",
+        offset_ms.div_euclid(1000),
+        json_string(&hangar_core::timefmt::iso_seconds(now_ms))
+    )
+}
+
+/// `GET /_hangar/clock` (the service clock and its offset from wall time)
+/// and `POST /_hangar/clock/advance?by=<duration>` (only with `dev_clock`).
+async fn clock_helper(
+    state: &AppState,
+    method: &Method,
+    helper: &str,
+    query: Option<&str>,
+) -> Response {
+    use hangar_core::clock::Clock;
+    match (method, helper) {
+        (&Method::GET, "clock") => {
+            // The offset is always 0 without dev_clock: nothing moves it.
+            json_response(
+                StatusCode::OK,
+                clock_body(state.clock.offset_ms(), state.clock.now_ms()),
+            )
+        }
+        (&Method::POST, "clock/advance") => {
+            if !state.config.dev_clock {
+                return json_error(
+                    StatusCode::FORBIDDEN,
+                    "the clock can only be advanced with dev_clock = true in the configuration",
+                );
+            }
+            let by = query
+                .into_iter()
+                .flat_map(|query| query.split('&'))
+                .find_map(|pair| {
+                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (name == "by").then_some(value)
+                });
+            let Some(by) = by else {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "missing query parameter by (a duration such as 90d, 24h or 1h30m)",
+                );
+            };
+            let by_ms = match hangar_core::clock::parse_duration(by) {
+                Ok(by_ms) => by_ms,
+                Err(message) => {
+                    return json_error(StatusCode::BAD_REQUEST, &format!("by: {message}"));
+                }
+            };
+            let file = state.clock_file.lock().await;
+            let offset_ms = match crate::devclock::advanced(
+                state.clock.offset_ms(),
+                by_ms,
+                state.clock.wall_ms(),
+            ) {
+                Ok(offset_ms) => offset_ms,
+                Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+            };
+            // Saved before it takes effect: a failed write leaves the clock
+            // where it was.
+            if let Err(error) = file.save(offset_ms) {
+                tracing::error!(%error, "cannot save the dev clock offset");
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot save the clock offset in the data directory",
+                );
+            }
+            state.clock.set_offset(offset_ms);
+            drop(file);
+            tracing::warn!(by, offset_seconds = offset_ms / 1000, "dev clock advanced");
+            json_response(StatusCode::OK, clock_body(offset_ms, state.clock.now_ms()))
+        }
+        (_, "clock" | "clock/advance") => {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
         _ => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }

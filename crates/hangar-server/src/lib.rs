@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod collect;
 pub mod config;
+pub mod devclock;
 pub mod http;
 pub mod state;
 mod tls;
@@ -106,14 +107,22 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     settings.store_max_restore_in_progress_gib = config.store.max_restore_in_progress_gib;
     settings.store_allow_public_buckets = config.store.allow_public_buckets;
     settings.store_concurrency = config.store.concurrency;
+    settings.report_delay_ms = config.usage.report_delay_ms()?;
+    // One clock for the whole service; with `dev_clock` it resumes at the
+    // offset saved by the last advance.
+    let clock = Arc::new(SystemClock::new());
+    let clock_file = devclock::OffsetFile::in_dir(&config.data_dir);
+    if config.dev_clock {
+        let offset_ms = clock_file.load()?;
+        clock.set_offset(offset_ms);
+        tracing::warn!(
+            offset_seconds = offset_ms / 1000,
+            "dev clock: the service clock runs ahead of wall time and POST /_hangar/clock/advance moves it"
+        );
+    }
     let waker = Arc::new(workers::Waker::default());
-    let hangar = Hangar::new(
-        Arc::new(store),
-        Arc::new(blocks),
-        Arc::new(SystemClock::new()),
-        settings,
-    )
-    .with_waker(waker.clone());
+    let hangar = Hangar::new(Arc::new(store), Arc::new(blocks), clock.clone(), settings)
+        .with_waker(waker.clone());
     if config.catalog {
         hangar
             .seed_catalog()
@@ -168,6 +177,8 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         waker,
         object_files,
         task_concurrency,
+        clock,
+        clock_file: tokio::sync::Mutex::new(clock_file),
     }))
 }
 

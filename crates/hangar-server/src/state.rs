@@ -19,4 +19,9 @@ pub struct AppState {
     pub object_files: hangar_blocks::objects::ObjectFiles,
     /// How many tasks (image builds, stores, restores) run at once.
     pub task_concurrency: usize,
+    /// The one service clock `hangar` reads; `/_hangar/clock/advance`
+    /// moves it when `dev_clock` is on.
+    pub clock: Arc<hangar_core::clock::SystemClock>,
+    /// Serialises clock advances so the saved offset and the clock agree.
+    pub clock_file: tokio::sync::Mutex<crate::devclock::OffsetFile>,
 }

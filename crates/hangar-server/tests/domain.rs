@@ -182,7 +182,7 @@ async fn an_interrupted_build_finishes_after_a_restart() {
 async fn the_collector_takes_only_unreferenced_blocks() {
     let dir = tempfile::tempdir().unwrap();
     // Block ages come from the file system's clock, so this test runs on the
-    // wall clock and moves it forward instead of sleeping.
+    // wall clock.
     let clock = Arc::new(SystemClock::new());
     let caller = alice();
     let hangar = hangar_at(dir.path(), clock.clone()).await;
@@ -199,9 +199,14 @@ async fn the_collector_takes_only_unreferenced_blocks() {
     // Young blocks survive whatever their references.
     let (_, deleted) = hangar.collect_blocks(3_600_000).await.unwrap();
     assert_eq!(deleted, 0);
-    // Past the grace period only the block of the deleted snapshot goes.
+    // Advancing the service (dev) clock does not age them: the grace period
+    // is measured in wall time, like the files' modification times.
     clock.advance(2 * 3_600_000);
-    let (kept, deleted) = hangar.collect_blocks(3_600_000).await.unwrap();
+    let (_, deleted) = hangar.collect_blocks(3_600_000).await.unwrap();
+    assert_eq!(deleted, 0);
+    // Past the grace period only the block of the deleted snapshot goes.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (kept, deleted) = hangar.collect_blocks(10).await.unwrap();
     assert_eq!((kept, deleted), (2, 1));
     let back = read_snapshot(&hangar, &caller, &second).await;
     assert_eq!(back, vec![(0, shared), (1, block(11))]);
