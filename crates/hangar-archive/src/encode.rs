@@ -43,6 +43,12 @@ impl EncodedBlock {
     pub fn frame_len(&self) -> u64 {
         self.frame.len() as u64
     }
+
+    /// The frame's buffer, once written, for [`encode_block_into`] to fill
+    /// again.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.frame
+    }
 }
 
 thread_local! {
@@ -74,6 +80,27 @@ pub fn encode_block(
     raw_sha256: [u8; 32],
     level: i32,
 ) -> io::Result<EncodedBlock> {
+    encode_block_into(
+        Vec::new(),
+        snapshot_index,
+        block_index,
+        raw,
+        raw_sha256,
+        level,
+    )
+}
+
+/// [`encode_block`] into `buffer` (its content is discarded; its allocation
+/// is reused, see [`EncodedBlock::into_buffer`]): a store encodes thousands
+/// of blocks, and a fresh 512 KiB frame each time page-faults on every page.
+pub fn encode_block_into(
+    buffer: Vec<u8>,
+    snapshot_index: u32,
+    block_index: u64,
+    raw: &[u8],
+    raw_sha256: [u8; 32],
+    level: i32,
+) -> io::Result<EncodedBlock> {
     if raw.is_empty() || raw.len() > BLOCK_SIZE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -81,7 +108,9 @@ pub fn encode_block(
         ));
     }
     let raw_len = raw.len() as u32;
-    let mut frame = vec![0u8; FRAME_HEADER_LEN + raw.len()];
+    let mut frame = buffer;
+    frame.clear();
+    frame.resize(FRAME_HEADER_LEN + raw.len(), 0);
     // The payload must be strictly smaller than the block to be worth it: a
     // destination of raw.len() - 1 bytes makes zstd give up early otherwise.
     let compressed = COMPRESSOR.with(|cell| {

@@ -30,7 +30,7 @@ use std::io;
 
 use serde::Serialize;
 
-pub use encode::{EncodedBlock, encode_block, is_zero_block};
+pub use encode::{EncodedBlock, encode_block, encode_block_into, is_zero_block};
 pub use format::FORMAT_VERSION;
 pub use hangar_core::transfer::{StoredImage, StoredSnapshot};
 pub use inspect::{Report, inspect_file, verify_file};

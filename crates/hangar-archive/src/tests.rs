@@ -250,6 +250,27 @@ fn blocks_encoded_on_other_threads() {
 }
 
 #[test]
+fn reused_frame_buffers_encode_the_same_frames() {
+    let (image, blocks) = full_blocks();
+    let fresh = encode(&blocks);
+    // Each frame encoded into the buffer of the one before (a different
+    // size and content), as a store does.
+    let mut reused = Vec::new();
+    let mut buffer = vec![0xAB; 600_000];
+    for (s, b, data) in &blocks {
+        let frame =
+            encode_block_into(buffer, *s, *b, data, BlockHash::of(data).0, DEFAULT_LEVEL).unwrap();
+        buffer = frame.clone().into_buffer();
+        reused.push(frame);
+    }
+    assert_eq!(
+        write(&image, &reused).0,
+        write(&image, &fresh).0,
+        "same archive bytes"
+    );
+}
+
+#[test]
 fn encode_refuses_empty_and_oversized_blocks() {
     assert!(encode_block(0, 0, &[], [0; 32], 1).is_err());
     let big = vec![1u8; BLOCK_SIZE + 1];

@@ -172,12 +172,22 @@ pub(crate) fn verified(
     content: Vec<u8>,
     check: Check,
 ) -> Result<Vec<u8>, BlockError> {
+    check_content(hash, &content, check)?;
+    Ok(content)
+}
+
+/// [`verified`] on a borrowed buffer.
+pub(crate) fn check_content(
+    hash: &BlockHash,
+    content: &[u8],
+    check: Check,
+) -> Result<(), BlockError> {
     let good = match check {
-        Check::Sha256 => BlockHash::of(&content) == *hash,
-        Check::Crc32c(stored) => crc32c(hash, &content) == stored,
+        Check::Sha256 => BlockHash::of(content) == *hash,
+        Check::Crc32c(stored) => crc32c(hash, content) == stored,
     };
     if good {
-        Ok(content)
+        Ok(())
     } else {
         Err(corrupt(hash, "content does not match its checksum"))
     }

@@ -9,10 +9,12 @@
 //!
 //! Both share one key layout, `<prefix>/blocks/<first 2 hex>/<64 hex>` (for
 //! the local engine, `<root>/<first 2 hex>/<64 hex>`: its root is the
-//! `blocks` directory), and one persisted format, a 9-byte header (magic `HGBK`, version 1, content
-//! length as u32 LE) before the content: see [`format`](mod@format). `get` checks the
-//! header and the object's size, then hashes the content once and compares
-//! it with the name: any mismatch is [`BlockError::Corrupt`], never data.
+//! `blocks` directory), and one persisted format, a 13-byte header (magic
+//! `HGBK`, version 2, content length as u32 LE, CRC32C of hash and content)
+//! before the content: see [`format`](mod@format). `get` checks the header
+//! and the object's size, then the CRC32C (a version 1 block: the SHA-256 of
+//! its content against its name): any mismatch is [`BlockError::Corrupt`],
+//! never data.
 //!
 //! # Durability of the local engine
 //!
@@ -32,14 +34,19 @@
 //! for every engine. Deletes are not fsynced: a block that comes back after
 //! a crash is harmless and the collector deletes it again.
 //!
-//! # Puts always write
+//! # Puts
 //!
-//! `put` never skips a block that already exists (no `head` first). The
-//! write refreshes the block's modification time, which the collector's
-//! grace period reads: skipping it could let the collector delete, as old and
-//! unreferenced, a block a snapshot has just put again. It also replaces a
-//! corrupt copy with good data. Writes are atomic (rename, or an object
-//! store's atomic put), so concurrent puts of the same block are harmless.
+//! A put must leave the block good and its modification time fresh: the
+//! collector's grace period reads that time, so a stale one could let it
+//! delete, as old and unreferenced, a block a snapshot has just put again.
+//! [`ObjectBlockStore`] always writes (no `head` first). [`LocalBlockStore`]
+//! first reads an existing copy and checks it as every read does (its
+//! header and CRC32C, cheap next to writing); a good copy only gets its
+//! modification time set to now, which saves creating a file (a restore into
+//! the deployment that stored the image writes no block it already has). A
+//! missing or damaged copy is written anew, so a put still heals corruption.
+//! Writes are atomic (rename, or an object store's atomic put), so
+//! concurrent puts of the same block are harmless.
 //!
 //! # Crash leftovers
 //!

@@ -12,7 +12,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 
 use crate::format::{HEADER_LEN, TMP_PREFIX, block_name, encode_header};
-use crate::object::{ObjectBlockStore, read_file};
+use crate::object::{ObjectBlockStore, read_file, read_file_into};
 
 /// Blocks as files at `<root>/<first 2 hex>/<64 hex>`, where `root` is the
 /// blocks directory (`<data_dir>/blocks`): the same fan-out and format as
@@ -131,6 +131,26 @@ fn write_durably(
     sync_dir(dir)
 }
 
+/// True when `dest` holds a good copy of the block (its header and checksum
+/// pass, as on every read) and its modification time is now refreshed; false
+/// when it is missing, damaged or cannot be refreshed, and must be written.
+/// The refreshed time is not fsynced: it only matters until the caller's
+/// map entry commits (the collector never takes a referenced block), and a
+/// crash before that leaves the block unreferenced anyway.
+fn refresh_existing(hash: &BlockHash, dest: &Path) -> bool {
+    let Ok(file) = File::open(dest) else {
+        return false;
+    };
+    let Ok(len) = file.metadata().map(|metadata| metadata.len()) else {
+        return false;
+    };
+    let Ok(reader) = file.try_clone() else {
+        return false;
+    };
+    read_file(hash, reader, 0..len, len).is_ok()
+        && file.set_modified(std::time::SystemTime::now()).is_ok()
+}
+
 /// Removes every `.tmp-*` file under `dir` (recursively; symlinks are
 /// removed, never followed), plus `object_store`'s own staging files
 /// (`<name>#<digits>`) should anything ever have written through
@@ -178,7 +198,13 @@ impl BlockStore for LocalBlockStore {
         let header = encode_header(hash, &data)?;
         let dest = self.path_for(hash);
         let root = self.root.clone();
+        let hash = *hash;
         tokio::task::spawn_blocking(move || {
+            // Content addressing: a good copy already there only needs its
+            // time refreshed (see the crate docs, "Puts").
+            if refresh_existing(&hash, &dest) {
+                return Ok(());
+            }
             write_durably(&root, &dest, &header, &data).map_err(|error| {
                 BlockError::Backend(format!("writing {}: {error}", dest.display()))
             })
@@ -191,7 +217,11 @@ impl BlockStore for LocalBlockStore {
         self.objects.get(hash).await
     }
 
-    fn get_blocking(&self, hash: &BlockHash) -> Option<Result<Vec<u8>, BlockError>> {
+    fn get_blocking_into(
+        &self,
+        hash: &BlockHash,
+        content: &mut Vec<u8>,
+    ) -> Option<Result<(), BlockError>> {
         let path = self.path_for(hash);
         let io = |error: io::Error| {
             if error.kind() == io::ErrorKind::NotFound {
@@ -205,7 +235,7 @@ impl BlockStore for LocalBlockStore {
             Ok((file, len))
         });
         Some(match read {
-            Ok((file, len)) => read_file(hash, file, 0..len, len),
+            Ok((file, len)) => read_file_into(hash, file, 0..len, len, content),
             Err(error) => Err(io(error)),
         })
     }
@@ -265,5 +295,39 @@ mod tests {
         let path = store.path_for(&hash);
         assert!(path.starts_with(store.root().join("2c")));
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), hash.to_hex());
+    }
+
+    #[tokio::test]
+    async fn a_put_of_a_good_copy_refreshes_it_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlockStore::open(dir.path()).unwrap();
+        let data = vec![5u8; 4096];
+        let hash = BlockHash::of(&data);
+        store.put(&hash, data.clone()).await.unwrap();
+        let path = store.path_for(&hash);
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        store.put(&hash, data.clone()).await.unwrap();
+        let metadata = std::fs::metadata(&path).unwrap();
+        // The same file (not rewritten), its time now.
+        assert_eq!(metadata.ino(), inode);
+        let age = metadata.modified().unwrap().elapsed().unwrap_or_default();
+        assert!(age < std::time::Duration::from_secs(60), "{age:?}");
+        assert_eq!(store.get(&hash).await.unwrap(), data);
+        // A damaged copy is rewritten (a new file), not refreshed.
+        let mut raw = std::fs::read(&path).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        std::fs::write(&path, &raw).unwrap();
+        store.put(&hash, data.clone()).await.unwrap();
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(store.get(&hash).await.unwrap(), data);
     }
 }

@@ -15,8 +15,8 @@ use object_store::{
 };
 
 use crate::format::{
-    BLOCKS_DIR, HEADER_LEN, HEADER_LEN_V1, TMP_PREFIX, block_name, corrupt, decode_header,
-    encode_header, header_len, is_fanout_name, parse_block_name, verified,
+    BLOCKS_DIR, HEADER_LEN, HEADER_LEN_V1, TMP_PREFIX, block_name, check_content, corrupt,
+    decode_header, encode_header, header_len, is_fanout_name, parse_block_name, verified,
 };
 
 /// A [`BlockStore`] over any [`ObjectStore`] (in memory, local files, and
@@ -131,13 +131,27 @@ fn joined(error: tokio::task::JoinError) -> BlockError {
 
 /// Reads and verifies a block from an open file (the local backend hands
 /// back the file itself): the content is read straight into the returned
-/// buffer and hashed once. Blocking.
+/// buffer and checked once. Blocking.
 pub(crate) fn read_file(
+    hash: &BlockHash,
+    file: std::fs::File,
+    result_range: std::ops::Range<u64>,
+    object_size: u64,
+) -> Result<Vec<u8>, BlockError> {
+    let mut content = Vec::new();
+    read_file_into(hash, file, result_range, object_size, &mut content)?;
+    Ok(content)
+}
+
+/// As [`read_file`], into `content` (cleared first), so a caller reading
+/// many blocks reuses one buffer.
+pub(crate) fn read_file_into(
     hash: &BlockHash,
     mut file: std::fs::File,
     result_range: std::ops::Range<u64>,
     object_size: u64,
-) -> Result<Vec<u8>, BlockError> {
+    content: &mut Vec<u8>,
+) -> Result<(), BlockError> {
     let io = |error: std::io::Error| BlockError::Backend(format!("reading block: {error}"));
     file.seek(SeekFrom::Start(result_range.start)).map_err(io)?;
     let mut header = [0u8; HEADER_LEN];
@@ -156,15 +170,16 @@ pub(crate) fn read_file(
     let decoded = decode_header(&header[..header_len], object_size)
         .ok_or_else(|| corrupt(hash, "bad header or size"))?;
     let len = decoded.len;
-    let mut content = Vec::with_capacity(len);
+    content.clear();
+    content.reserve(len);
     (&mut file)
         .take(len as u64)
-        .read_to_end(&mut content)
+        .read_to_end(content)
         .map_err(io)?;
     if content.len() != len {
         return Err(corrupt(hash, "shorter than its header says"));
     }
-    verified(hash, content, decoded.check)
+    check_content(hash, content, decoded.check)
 }
 
 /// Reads and verifies a block from a byte stream: one copy, from the

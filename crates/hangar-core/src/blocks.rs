@@ -83,7 +83,21 @@ pub trait BlockStore: Send + Sync + 'static {
     /// (the store task compresses them) does both in one hop instead of
     /// three.
     fn get_blocking(&self, hash: &BlockHash) -> Option<Result<Vec<u8>, BlockError>> {
-        let _ = hash;
+        let mut content = Vec::new();
+        self.get_blocking_into(hash, &mut content)
+            .map(|read| read.map(|()| content))
+    }
+
+    /// [`BlockStore::get_blocking`] into `content` (cleared first), so a
+    /// caller reading many blocks on one thread reuses one buffer (a fresh
+    /// 512 KiB buffer per block costs its page faults every time). The one
+    /// method engines with blocking reads implement.
+    fn get_blocking_into(
+        &self,
+        hash: &BlockHash,
+        content: &mut Vec<u8>,
+    ) -> Option<Result<(), BlockError>> {
+        let _ = (hash, content);
         None
     }
 

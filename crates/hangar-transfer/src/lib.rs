@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use hangar_archive::{
-    ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, UnverifiedBlock, encode_block,
+    ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, UnverifiedBlock, encode_block_into,
 };
 use hangar_core::access::{AccessRequest, Principal, actions};
 use hangar_core::blocks::BlockHash;
@@ -109,8 +109,11 @@ struct PartBuffer {
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
-/// Spare part buffers kept: as many as parts in flight, and the next.
-const SPARE_PARTS: usize = UPLOADS_IN_FLIGHT + 1;
+/// Spare part buffers kept, at most: every buffer that can be in use at
+/// once comes back (the one being filled, one in the channel, one waiting
+/// for an upload slot, those uploading), so none is freed and allocated
+/// again; the pool never holds more buffers than were in use at once.
+const SPARE_PARTS: usize = UPLOADS_IN_FLIGHT + 4;
 
 impl Write for PartBuffer {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -166,6 +169,39 @@ impl PartBuffer {
             && spare.len() < SPARE_PARTS
         {
             spare.push(buffer);
+        }
+    }
+}
+
+thread_local! {
+    /// The block read buffer of each blocking thread, reused block after
+    /// block (see `BlockStore::get_blocking_into`).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Frame buffers written into the archive, for the next blocks to be
+/// encoded into: memory already touched, where a fresh 512 KiB frame per
+/// block page-faults on every page of it.
+#[derive(Clone, Default)]
+struct FramePool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Frame buffers kept: about the blocks in flight.
+const SPARE_FRAMES: usize = 16;
+
+impl FramePool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, frame: Vec<u8>) {
+        if let Ok(mut spare) = self.0.lock()
+            && spare.len() < SPARE_FRAMES
+        {
+            spare.push(frame);
         }
     }
 }
@@ -409,6 +445,7 @@ impl Transfer {
         *upload_slot = Some((bucket_record.clone(), object_key.clone(), upload_id.clone()));
 
         let buffer = PartBuffer::with_capacity(self.part_capacity());
+        let spare_frames = FramePool::default();
         let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         // Two loops run side by side: the producer encodes blocks into the
@@ -452,6 +489,7 @@ impl Transfer {
                         futures::stream::iter(wanted.into_iter().map(|(index, hash)| {
                             let blocks = hangar.blocks().clone();
                             let snapshot_id = snapshot_id.clone();
+                            let spare_frames = spare_frames.clone();
                             async move {
                                 let cannot_read = |error: hangar_core::blocks::BlockError| {
                                     failed(format!(
@@ -461,17 +499,30 @@ impl Transfer {
                                 let snapshot_index =
                                     u32::try_from(snapshot_index).unwrap_or(u32::MAX);
                                 let block_index = u64::try_from(index).unwrap_or(0);
-                                let encode = move |data: Vec<u8>| {
-                                    encode_block(snapshot_index, block_index, &data, hash.0, level)
-                                        .map_err(|error| {
-                                            Error::Internal(format!("archive: {error}"))
-                                        })
+                                let encode = move |data: &[u8]| {
+                                    let buffer = spare_frames.take();
+                                    encode_block_into(
+                                        buffer,
+                                        snapshot_index,
+                                        block_index,
+                                        data,
+                                        hash.0,
+                                        level,
+                                    )
+                                    .map_err(|error| Error::Internal(format!("archive: {error}")))
                                 };
-                                // Local blocks: read, verified and compressed in one
-                                // blocking hop; other engines read asynchronously.
+                                // Local blocks: read (into this thread's buffer), verified and
+                                // compressed in one blocking hop; other engines read
+                                // asynchronously.
                                 let local = blocks.clone();
+                                let read_and_encode = encode.clone();
                                 let encoded = tokio::task::spawn_blocking(move || {
-                                    local.get_blocking(&hash).map(|read| read.map(encode))
+                                    READ_BUFFER.with(|buffer| {
+                                        let mut buffer = buffer.borrow_mut();
+                                        local
+                                            .get_blocking_into(&hash, &mut buffer)
+                                            .map(|read| read.map(|()| read_and_encode(&buffer)))
+                                    })
                                 })
                                 .await
                                 .map_err(|error| Error::Internal(error.to_string()))?;
@@ -479,7 +530,7 @@ impl Transfer {
                                     Some(result) => result.map_err(cannot_read)?,
                                     None => {
                                         let data = blocks.get(&hash).await.map_err(cannot_read)?;
-                                        tokio::task::spawn_blocking(move || encode(data))
+                                        tokio::task::spawn_blocking(move || encode(&data))
                                             .await
                                             .map_err(|error| Error::Internal(error.to_string()))?
                                     }
@@ -492,6 +543,7 @@ impl Transfer {
                         writer
                             .write_block(&frame)
                             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+                        spare_frames.give_back(frame.into_buffer());
                         blocks_done += 1;
                         if buffer.len() >= self.options.part_size {
                             let data = buffer.take(self.options.part_size, self.part_capacity());
