@@ -122,6 +122,32 @@ def test_advancing_ends_the_deregistered_window(make_server):
     assert error_of(alice.describe_images, ImageIds=[image_id]) == ("InvalidAMIID.NotFound", 400)
 
 
+def test_advancing_ages_store_tasks_out_of_the_31_day_window(make_server):
+    from datahelpers import make_disk, register, unique, write_disk
+    from test_s3_buckets import s3_client
+    from test_store_restore import wait_store
+
+    hangar = make_server("taskwindow", extra_config=DEV_CLOCK)
+    ec2 = hangar.client("alice")
+    ebs = hangar.client("alice", service="ebs")
+    s3 = s3_client(hangar, "alice")
+    bucket = unique("window")
+    s3.create_bucket(Bucket=bucket)
+    image_id = register(ec2, write_disk(ebs, make_disk(seed=71, blocks=4)), name=unique("w"))
+    ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
+    assert wait_store(ec2, image_id)["StoreTaskState"] == "Completed"
+    listed = ec2.describe_store_image_tasks()["StoreImageTaskResults"]
+    assert [task["AmiId"] for task in listed] == [image_id]
+    reply, _ = advance(hangar, "30d")
+    assert reply.status == 200, reply.text
+    assert len(ec2.describe_store_image_tasks()["StoreImageTaskResults"]) == 1
+    reply, _ = advance(hangar, "2d")
+    assert reply.status == 200, reply.text
+    assert ec2.describe_store_image_tasks()["StoreImageTaskResults"] == []
+    by_id = ec2.describe_store_image_tasks(ImageIds=[image_id])["StoreImageTaskResults"]
+    assert by_id == [], by_id
+
+
 def test_advancing_times_out_an_open_ebs_snapshot(make_server):
     hangar = make_server("ebs", extra_config=DEV_CLOCK)
     ec2 = hangar.client("alice")
