@@ -1725,34 +1725,41 @@ impl Hangar {
         image_id: &str,
         dry_run: bool,
     ) -> Result<()> {
-        let check = |image: &Image| -> Result<()> {
-            if image.state != ImageState::Available {
-                return Err(Error::IncorrectImageState {
-                    image_id: image.image_id.clone(),
-                    state: image.state.as_str().into(),
-                });
-            }
-            Ok(())
-        };
-        if dry_run {
-            check(&self.owned_image(caller, image_id).await?)?;
-            return Err(Error::DryRunOperation);
-        }
-        self.update_owned_image(caller, image_id, |image| {
-            check(image)?;
-            image.state = ImageState::Disabled;
-            image.launch_permissions.clear();
-            Ok(())
-        })
-        .await?;
-        Ok(())
+        self.switch_image_state(
+            caller,
+            image_id,
+            dry_run,
+            ImageState::Available,
+            ImageState::Disabled,
+        )
+        .await
     }
 
     /// `EnableImage`: owner only, from `disabled`. The image is `available`
     /// again; the sharing it lost is not restored.
     pub async fn enable_image(&self, caller: &Caller, image_id: &str, dry_run: bool) -> Result<()> {
+        self.switch_image_state(
+            caller,
+            image_id,
+            dry_run,
+            ImageState::Disabled,
+            ImageState::Available,
+        )
+        .await
+    }
+
+    /// Moves an owned image from state `from` to `to` (`IncorrectState`
+    /// from any other); disabling drops every launch permission.
+    async fn switch_image_state(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+        dry_run: bool,
+        from: ImageState,
+        to: ImageState,
+    ) -> Result<()> {
         let check = |image: &Image| -> Result<()> {
-            if image.state != ImageState::Disabled {
+            if image.state != from {
                 return Err(Error::IncorrectImageState {
                     image_id: image.image_id.clone(),
                     state: image.state.as_str().into(),
@@ -1766,7 +1773,10 @@ impl Hangar {
         }
         self.update_owned_image(caller, image_id, |image| {
             check(image)?;
-            image.state = ImageState::Available;
+            image.state = to;
+            if to == ImageState::Disabled {
+                image.launch_permissions.clear();
+            }
             Ok(())
         })
         .await?;

@@ -283,6 +283,32 @@ impl Ec2 {
         &self.http
     }
 
+    /// Calls `action` with `params` page after page (`NextToken` from each
+    /// reply's `nextToken`), handing every reply to `each`.
+    pub async fn call_pages(
+        &self,
+        action: &str,
+        params: &[(String, String)],
+        mut each: impl FnMut(&Node),
+    ) -> anyhow::Result<()> {
+        let mut token: Option<String> = None;
+        loop {
+            let mut page = params.to_vec();
+            if let Some(token) = token.take() {
+                page.push(("NextToken".to_string(), token));
+            }
+            let reply = self.call(action, &page).await?;
+            each(&reply);
+            token = reply
+                .text_of("nextToken")
+                .filter(|token| !token.is_empty())
+                .map(String::from);
+            if token.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
     /// Calls `action` with `params`; an EC2 error reply comes back as an
     /// [`Ec2Error`] inside the `anyhow::Error` (see [`ec2_error`]).
     pub async fn call(&self, action: &str, params: &[(String, String)]) -> anyhow::Result<Node> {

@@ -159,28 +159,17 @@ impl Drop for Progress {
 /// All the caller's images (DescribeImages Owner=self, every page).
 async fn own_images(ec2: &Ec2, progress: &mut Progress) -> anyhow::Result<Vec<Image>> {
     let mut images = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = vec![
-            ("Owner.1".to_string(), "self".to_string()),
-            ("IncludeDeprecated".to_string(), "true".to_string()),
-            ("IncludeDisabled".to_string(), "true".to_string()),
-            ("MaxResults".to_string(), "1000".to_string()),
-        ];
-        if let Some(token) = &token {
-            params.push(("NextToken".to_string(), token.clone()));
-        }
-        let reply = ec2.call("DescribeImages", &params).await?;
+    let params = vec![
+        ("Owner.1".to_string(), "self".to_string()),
+        ("IncludeDeprecated".to_string(), "true".to_string()),
+        ("IncludeDisabled".to_string(), "true".to_string()),
+        ("MaxResults".to_string(), "1000".to_string()),
+    ];
+    ec2.call_pages("DescribeImages", &params, |reply| {
         images.extend(reply.items("imagesSet").filter_map(image_from));
         progress.draw("images listed", images.len(), None);
-        token = reply
-            .text_of("nextToken")
-            .filter(|token| !token.is_empty())
-            .map(String::from);
-        if token.is_none() {
-            break;
-        }
-    }
+    })
+    .await?;
     Ok(images)
 }
 
@@ -189,29 +178,24 @@ async fn own_images(ec2: &Ec2, progress: &mut Progress) -> anyhow::Result<Vec<Im
 async fn references(ec2: &Ec2, ids: &[String]) -> anyhow::Result<HashMap<String, u64>> {
     let mut counts = HashMap::new();
     for batch in ids.chunks(10) {
-        let mut token: Option<String> = None;
-        loop {
-            let mut params: Vec<(String, String)> = batch
-                .iter()
-                .enumerate()
-                .map(|(at, id)| (format!("ImageId.{}", at + 1), id.clone()))
-                .collect();
-            params.push(("ResourceType.1.ResourceType".into(), "ec2:Instance".into()));
+        let mut params: Vec<(String, String)> = batch
+            .iter()
+            .enumerate()
+            .map(|(at, id)| (format!("ImageId.{}", at + 1), id.clone()))
+            .collect();
+        params.push(("ResourceType.1.ResourceType".into(), "ec2:Instance".into()));
+        params.push((
+            "ResourceType.1.ResourceTypeOption.1.OptionName".into(),
+            "state-name".into(),
+        ));
+        for (at, state) in LIVE_STATES.iter().enumerate() {
             params.push((
-                "ResourceType.1.ResourceTypeOption.1.OptionName".into(),
-                "state-name".into(),
+                format!("ResourceType.1.ResourceTypeOption.1.OptionValue.{}", at + 1),
+                (*state).to_string(),
             ));
-            for (at, state) in LIVE_STATES.iter().enumerate() {
-                params.push((
-                    format!("ResourceType.1.ResourceTypeOption.1.OptionValue.{}", at + 1),
-                    (*state).to_string(),
-                ));
-            }
-            params.push(("MaxResults".into(), "1000".into()));
-            if let Some(token) = &token {
-                params.push(("NextToken".into(), token.clone()));
-            }
-            let reply = ec2.call("DescribeImageReferences", &params).await?;
+        }
+        params.push(("MaxResults".into(), "1000".into()));
+        ec2.call_pages("DescribeImageReferences", &params, |reply| {
             for item in reply.items("imageReferenceSet") {
                 if item.text_of("resourceType") != Some("ec2:Instance") {
                     continue;
@@ -220,14 +204,8 @@ async fn references(ec2: &Ec2, ids: &[String]) -> anyhow::Result<HashMap<String,
                     *counts.entry(id.to_string()).or_insert(0) += 1;
                 }
             }
-            token = reply
-                .text_of("nextToken")
-                .filter(|token| !token.is_empty())
-                .map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
+        })
+        .await?;
     }
     Ok(counts)
 }
@@ -237,22 +215,16 @@ async fn references(ec2: &Ec2, ids: &[String]) -> anyhow::Result<HashMap<String,
 async fn instances(ec2: &Ec2, ids: &[String]) -> anyhow::Result<HashMap<String, u64>> {
     let mut counts = HashMap::new();
     for batch in ids.chunks(100) {
-        let mut token: Option<String> = None;
-        loop {
-            let mut params: Vec<(String, String)> =
-                vec![("Filter.1.Name".into(), "image-id".into())];
-            for (at, id) in batch.iter().enumerate() {
-                params.push((format!("Filter.1.Value.{}", at + 1), id.clone()));
-            }
-            params.push(("Filter.2.Name".into(), "instance-state-name".into()));
-            for (at, state) in LIVE_STATES.iter().enumerate() {
-                params.push((format!("Filter.2.Value.{}", at + 1), (*state).to_string()));
-            }
-            params.push(("MaxResults".into(), "1000".into()));
-            if let Some(token) = &token {
-                params.push(("NextToken".into(), token.clone()));
-            }
-            let reply = ec2.call("DescribeInstances", &params).await?;
+        let mut params: Vec<(String, String)> = vec![("Filter.1.Name".into(), "image-id".into())];
+        for (at, id) in batch.iter().enumerate() {
+            params.push((format!("Filter.1.Value.{}", at + 1), id.clone()));
+        }
+        params.push(("Filter.2.Name".into(), "instance-state-name".into()));
+        for (at, state) in LIVE_STATES.iter().enumerate() {
+            params.push((format!("Filter.2.Value.{}", at + 1), (*state).to_string()));
+        }
+        params.push(("MaxResults".into(), "1000".into()));
+        ec2.call_pages("DescribeInstances", &params, |reply| {
             for reservation in reply.items("reservationSet") {
                 for instance in reservation.items("instancesSet") {
                     let state = instance.find(&["instanceState", "name"]);
@@ -268,14 +240,8 @@ async fn instances(ec2: &Ec2, ids: &[String]) -> anyhow::Result<HashMap<String, 
                     }
                 }
             }
-            token = reply
-                .text_of("nextToken")
-                .filter(|token| !token.is_empty())
-                .map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
+        })
+        .await?;
     }
     Ok(counts)
 }
