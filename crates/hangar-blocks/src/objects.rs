@@ -506,7 +506,15 @@ impl ObjectWriter {
         with_md5: bool,
     ) -> Self {
         let direct = open_direct(&tmp);
-        let out = vec![0u8; OUT_LEN + DIRECT_ALIGN];
+        // This thread's last writer's buffer when there is one: memory
+        // already touched (a store writes one part after another on the
+        // same threads). Only `filled` bytes of it are ever written out.
+        let out = SPARE_OUT
+            .try_with(|spare| spare.borrow_mut().take())
+            .ok()
+            .flatten()
+            .filter(|out| out.len() == OUT_LEN + DIRECT_ALIGN)
+            .unwrap_or_else(|| vec![0u8; OUT_LEN + DIRECT_ALIGN]);
         let start = out.as_ptr().align_offset(DIRECT_ALIGN);
         let mut writer = ObjectWriter {
             file: Some(file),
@@ -684,10 +692,18 @@ impl ObjectWriter {
     }
 }
 
+thread_local! {
+    /// One spare output buffer per thread, for the next [`ObjectWriter`].
+    static SPARE_OUT: std::cell::RefCell<Option<Vec<u8>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
         self.file.take();
         self.direct.take();
+        let out = std::mem::take(&mut self.out);
+        let _ = SPARE_OUT.try_with(|spare| *spare.borrow_mut() = Some(out));
         if !self.tmp.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.tmp);
         }
