@@ -4,8 +4,8 @@
 //!   `<data_dir>/blocks`.
 //! - [`ObjectBlockStore`]: any [`object_store::ObjectStore`] under a key
 //!   prefix. Tests run it over `object_store::memory::InMemory`; the S3
-//!   engine (a later issue) is this type over `object_store`'s S3 backend,
-//!   nothing more.
+//!   engine is this type over `object_store`'s S3 backend, nothing more
+//!   ([`ObjectBlockStore::s3`], [`S3BlockConfig`], [`parse_s3_url`]).
 //!
 //! Both share one key layout, `<prefix>/blocks/<first 2 hex>/<64 hex>` (for
 //! the local engine, `<root>/<first 2 hex>/<64 hex>`: its root is the
@@ -64,6 +64,8 @@ pub mod format;
 mod local;
 mod object;
 pub mod objects;
+mod s3;
 
 pub use local::LocalBlockStore;
 pub use object::ObjectBlockStore;
+pub use s3::{S3BlockConfig, parse_s3_url};

@@ -622,8 +622,12 @@ mod tests {
     #[test]
     fn deregistered_matches_the_model() {
         let word = format!("state <> '{}'", ImageState::Deregistered.as_str());
-        let schema = include_str!("../migrations/sqlite/0001_images.sql");
-        assert!(schema.contains(&format!("WHERE {word}")));
+        for schema in [
+            include_str!("../migrations/sqlite/0001_images.sql"),
+            include_str!("../migrations/postgres/0001_schema.sql"),
+        ] {
+            assert!(schema.contains(&format!("WHERE {word}")));
+        }
         assert!(SELECT_LIVE_NAME_HOLDER.contains(&word));
         let query = ImageListQuery {
             exclude_deregistered: true,
