@@ -86,6 +86,296 @@ pub struct Config {
     pub dev_clock: bool,
     #[serde(default)]
     pub usage: UsageConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+fn default_metadata() -> String {
+    "sqlite".into()
+}
+fn default_blocks_engine() -> String {
+    "local".into()
+}
+fn default_s3_region() -> String {
+    "us-east-1".into()
+}
+
+/// Where the metadata and the snapshot blocks live (`[storage]`): the
+/// embedded default (SQLite and files in `data_dir`), or PostgreSQL and an
+/// S3-compatible store shared by several nodes. See `docs/deployment.md`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `"sqlite"` (the file `meta.sqlite` in `data_dir`) or a
+    /// `postgres://` / `postgresql://` URL. It may hold a password, so
+    /// `Debug` and the logs show it redacted.
+    #[serde(default = "default_metadata")]
+    pub metadata: String,
+    /// `"local"` (files under `<data_dir>/blocks`) or `s3://bucket/prefix`.
+    #[serde(default = "default_blocks_engine")]
+    pub blocks: String,
+    #[serde(default)]
+    pub s3: S3StorageConfig,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            metadata: default_metadata(),
+            blocks: default_blocks_engine(),
+            s3: S3StorageConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for StorageConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("StorageConfig")
+            .field("metadata", &redact_url(&self.metadata))
+            .field("blocks", &self.blocks)
+            .field("s3", &self.s3)
+            .finish()
+    }
+}
+
+/// How to reach the S3-compatible store of `blocks = "s3://..."`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3StorageConfig {
+    /// `http://host:port` or `https://...` (MinIO, Ceph, Garage, moto).
+    /// Omitted: AWS's regional endpoint for `region`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_optional_secret")]
+    pub secret_access_key: Option<SecretKey>,
+    /// A file holding the secret access key (surrounding whitespace is
+    /// dropped), instead of `secret_access_key` in this file.
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl Default for S3StorageConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: default_s3_region(),
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for S3StorageConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("S3StorageConfig")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            // SecretKey's Debug prints `<redacted>`.
+            .field("secret_access_key", &self.secret_access_key)
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .finish()
+    }
+}
+
+fn deserialize_optional_secret<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretKey>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(|value| value.map(SecretKey::new))
+}
+
+/// The metadata engine `[storage] metadata` selects.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MetadataEngine {
+    Sqlite,
+    /// The URL as configured (it may hold a password: never log it, use
+    /// [`MetadataEngine::describe`]).
+    Postgres(String),
+}
+
+impl fmt::Debug for MetadataEngine {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.describe())
+    }
+}
+
+impl MetadataEngine {
+    /// For logs: the engine and, for PostgreSQL, the URL without password
+    /// or query parameters.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite => "sqlite".into(),
+            Self::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// The block engine `[storage] blocks` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlocksEngine {
+    Local,
+    S3 { bucket: String, prefix: String },
+}
+
+impl BlocksEngine {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local => "local".into(),
+            Self::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            Self::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// `url` with any password in its user info replaced by `***` and its
+/// query string (libpq accepts `?password=...`) dropped, for logs.
+fn redact_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+impl StorageConfig {
+    /// The metadata engine, or one line naming `storage.metadata`.
+    pub fn metadata_engine(&self) -> anyhow::Result<MetadataEngine> {
+        let value = self.metadata.as_str();
+        if value == "sqlite" {
+            return Ok(MetadataEngine::Sqlite);
+        }
+        let rest = value
+            .strip_prefix("postgres://")
+            .or_else(|| value.strip_prefix("postgresql://"));
+        match rest {
+            // A host (or user@host) at least; the rest is libpq's to judge
+            // when connecting.
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {
+                Ok(MetadataEngine::Postgres(value.to_owned()))
+            }
+            Some(_) => bail!(
+                "storage.metadata: {:?} names no host (expected postgres://user@host:port/database)",
+                redact_url(value)
+            ),
+            None => bail!(
+                "storage.metadata: {:?} is neither \"sqlite\" nor a postgres:// or postgresql:// URL",
+                redact_url(value)
+            ),
+        }
+    }
+
+    /// The block engine, or one line naming `storage.blocks`.
+    pub fn blocks_engine(&self) -> anyhow::Result<BlocksEngine> {
+        let value = self.blocks.as_str();
+        if value == "local" {
+            return Ok(BlocksEngine::Local);
+        }
+        if !value.starts_with("s3://") {
+            bail!("storage.blocks: {value:?} is neither \"local\" nor an s3://bucket/prefix URL");
+        }
+        let (bucket, prefix) = hangar_blocks::parse_s3_url(value)
+            .map_err(|error| anyhow::anyhow!("storage.blocks: {error}"))?;
+        Ok(BlocksEngine::S3 { bucket, prefix })
+    }
+
+    /// The S3 block store's settings for `bucket`/`prefix`, with the secret
+    /// read from `secret_access_key_file` or the environment where the
+    /// configuration says so. Errors name the key at fault.
+    pub fn s3_block_config(
+        &self,
+        bucket: String,
+        prefix: String,
+    ) -> anyhow::Result<hangar_blocks::S3BlockConfig> {
+        let s3 = &self.s3;
+        let allow_http = match &s3.endpoint {
+            None => false,
+            Some(endpoint) if endpoint.starts_with("http://") => true,
+            Some(endpoint) if endpoint.starts_with("https://") => false,
+            Some(endpoint) => {
+                bail!("storage.s3.endpoint: {endpoint:?} is not an http:// or https:// URL")
+            }
+        };
+        if let Some(endpoint) = &s3.endpoint {
+            let host = endpoint.split_once("://").map_or("", |(_, rest)| rest);
+            if host.is_empty() || host.starts_with('/') {
+                bail!("storage.s3.endpoint: {endpoint:?} names no host");
+            }
+        }
+        if s3.region.is_empty() {
+            bail!("storage.s3.region must not be empty");
+        }
+        let secret = match (&s3.secret_access_key, &s3.secret_access_key_file) {
+            (Some(_), Some(_)) => {
+                bail!("storage.s3: set secret_access_key or secret_access_key_file, not both")
+            }
+            (Some(secret), None) => Some(secret.expose().to_owned()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    anyhow::anyhow!(
+                        "storage.s3.secret_access_key_file: cannot read {}: {error}",
+                        path.display()
+                    )
+                })?;
+                let secret = text.trim();
+                if secret.is_empty() {
+                    bail!(
+                        "storage.s3.secret_access_key_file: {} is empty",
+                        path.display()
+                    );
+                }
+                Some(secret.to_owned())
+            }
+            (None, None) => None,
+        };
+        let (access_key_id, secret_access_key) = match (&s3.access_key_id, secret) {
+            (Some(key), Some(secret)) => (Some(key.clone()), Some(secret)),
+            // Both omitted: the standard AWS credential chain (environment,
+            // web identity, instance metadata), resolved by the S3 client.
+            (None, None) => (None, None),
+            // A key ID in the file and its secret in the environment.
+            (Some(key), None) => match std::env::var("AWS_SECRET_ACCESS_KEY") {
+                Ok(secret) if !secret.is_empty() => (Some(key.clone()), Some(secret)),
+                _ => bail!(
+                    "storage.s3.access_key_id is set but no secret is: set secret_access_key, secret_access_key_file or AWS_SECRET_ACCESS_KEY"
+                ),
+            },
+            (None, Some(_)) => {
+                bail!("storage.s3: a secret access key is set but access_key_id is not")
+            }
+        };
+        Ok(hangar_blocks::S3BlockConfig {
+            bucket,
+            prefix,
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        })
+    }
+
+    /// Checks every `[storage]` rule (called by [`Config::validate`]).
+    fn validate(&self) -> anyhow::Result<()> {
+        self.metadata_engine()?;
+        if let BlocksEngine::S3 { bucket, prefix } = self.blocks_engine()? {
+            self.s3_block_config(bucket, prefix)?;
+        }
+        Ok(())
+    }
 }
 
 fn default_report_delay() -> String {
@@ -475,6 +765,7 @@ impl Config {
         if self.limits.max_body_bytes < 1024 {
             bail!("limits.max_body_bytes must be at least 1024");
         }
+        self.storage.validate()?;
         Ok(())
     }
 }
@@ -599,5 +890,176 @@ mod tests {
         assert!(Config::parse("[[accounts]]\nid = \"1\"\naccess_key_id = \"AKIAEXAMPLEALICE0001\"\nsecret_access_key = \"alice-secret-key-0001\"\n").is_err());
         assert!(Config::parse("regions = []").is_err());
         assert!(Config::parse("regions = [\"US East\"]").is_err());
+    }
+
+    #[test]
+    fn storage_defaults_are_embedded() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(
+            config.storage.metadata_engine().unwrap(),
+            MetadataEngine::Sqlite
+        );
+        assert_eq!(config.storage.blocks_engine().unwrap(), BlocksEngine::Local);
+        assert_eq!(config.storage.s3.region, "us-east-1");
+    }
+
+    #[test]
+    fn storage_metadata_urls() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/hangar",
+            "postgresql://u:p@db.example/hangar",
+        ] {
+            let config = Config::parse(&format!("[storage]\nmetadata = \"{url}\"\n")).unwrap();
+            assert_eq!(
+                config.storage.metadata_engine().unwrap(),
+                MetadataEngine::Postgres(url.into())
+            );
+        }
+        for bad in [
+            "mysql://db/hangar",
+            "postgres://",
+            "postgres:///hangar",
+            "SQLite",
+        ] {
+            let error = Config::parse(&format!("[storage]\nmetadata = \"{bad}\"\n")).unwrap_err();
+            let message = format!("{error:#}");
+            assert!(message.contains("storage.metadata"), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn storage_blocks_urls() {
+        let config = Config::parse(
+            "[storage]\nblocks = \"s3://hangar-blocks/some/prefix/\"\n[storage.s3]\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3-secret-value\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.blocks_engine().unwrap(),
+            BlocksEngine::S3 {
+                bucket: "hangar-blocks".into(),
+                prefix: "some/prefix".into()
+            }
+        );
+        for bad in [
+            "file:///tmp",
+            "s3://UPPER/x",
+            "s3://ab",
+            "s3://bucket/a//b",
+            "Local",
+        ] {
+            let error = Config::parse(&format!("[storage]\nblocks = \"{bad}\"\n")).unwrap_err();
+            assert!(
+                format!("{error:#}").contains("storage.blocks"),
+                "{bad}: {error:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn storage_s3_settings() {
+        let base = "[storage]\nblocks = \"s3://bucket-one/p\"\n[storage.s3]\n";
+        let config = Config::parse(&format!(
+            "{base}endpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3-secret-value\"\n"
+        ))
+        .unwrap();
+        let s3 = config
+            .storage
+            .s3_block_config("bucket-one".into(), "p".into())
+            .unwrap();
+        assert!(s3.allow_http);
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.secret_access_key.as_deref(), Some("s3-secret-value"));
+        let https = Config::parse(&format!(
+            "{base}endpoint = \"https://s3.example\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3-secret-value\"\n"
+        ))
+        .unwrap();
+        assert!(
+            !https
+                .storage
+                .s3_block_config("bucket-one".into(), "p".into())
+                .unwrap()
+                .allow_http
+        );
+        // Neither key: the standard credential chain.
+        let chain = Config::parse(base).unwrap();
+        let s3 = chain
+            .storage
+            .s3_block_config("bucket-one".into(), "p".into())
+            .unwrap();
+        assert_eq!((s3.access_key_id, s3.secret_access_key), (None, None));
+        assert!(!s3.allow_http);
+        let error = Config::parse(&format!("{base}endpoint = \"ftp://x\"\n")).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("storage.s3.endpoint"),
+            "{error:#}"
+        );
+        let error =
+            Config::parse(&format!("{base}secret_access_key = \"s3-secret-value\"\n")).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("access_key_id is not"),
+            "{error:#}"
+        );
+        assert!(Config::parse(&format!("{base}bogus = 1\n")).is_err());
+        assert!(Config::parse("[storage]\nbogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn storage_secret_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "file-secret-value\n").unwrap();
+        let base = "[storage]\nblocks = \"s3://bucket-one\"\n[storage.s3]\naccess_key_id = \"AKIDEXAMPLE\"\n";
+        let config = Config::parse(&format!(
+            "{base}secret_access_key_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        let s3 = config
+            .storage
+            .s3_block_config("bucket-one".into(), String::new())
+            .unwrap();
+        assert_eq!(s3.secret_access_key.as_deref(), Some("file-secret-value"));
+        let error = Config::parse(&format!(
+            "{base}secret_access_key_file = \"{}\"\n",
+            dir.path().join("missing").display()
+        ))
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("storage.s3.secret_access_key_file"),
+            "{error:#}"
+        );
+        let error = Config::parse(&format!(
+            "{base}secret_access_key = \"x\"\nsecret_access_key_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("not both"), "{error:#}");
+    }
+
+    #[test]
+    fn storage_secrets_never_in_debug() {
+        let config = Config::parse(
+            "[storage]\nmetadata = \"postgres://hangar:db-password-1@db/hangar?password=db-password-2\"\nblocks = \"s3://bucket-one\"\n[storage.s3]\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3-secret-value\"\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        for secret in ["db-password-1", "db-password-2", "s3-secret-value"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("AKIDEXAMPLE"), "{debug}");
+        let engine = config.storage.metadata_engine().unwrap();
+        assert_eq!(engine.describe(), "postgres://hangar:***@db/hangar");
+        assert!(!format!("{engine:?}").contains("db-password"));
+        let blocks = config
+            .storage
+            .s3_block_config("bucket-one".into(), String::new())
+            .unwrap();
+        assert!(!format!("{blocks:?}").contains("s3-secret-value"));
+        assert_eq!(
+            config.storage.blocks_engine().unwrap().describe(),
+            "s3://bucket-one"
+        );
     }
 }

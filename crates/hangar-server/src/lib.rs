@@ -16,14 +16,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use hangar_blocks::LocalBlockStore;
 use hangar_blocks::objects::ObjectFiles;
+use hangar_blocks::{LocalBlockStore, ObjectBlockStore};
 use hangar_core::blocks::BlockStore;
 use hangar_core::clock::SystemClock;
+use hangar_core::repo::MetaStore;
 use hangar_core::{Hangar, Settings};
-use hangar_meta::SqliteStore;
+use hangar_meta::{PostgresStore, SqliteStore};
 
 pub use config::Config;
+use config::{BlocksEngine, MetadataEngine};
 
 use crate::auth::Authenticator;
 use crate::state::AppState;
@@ -38,6 +40,51 @@ fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("data directory {} is not writable", path.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// Opens the metadata and block engines `[storage]` selects: SQLite and
+/// files in the data directory by default, or PostgreSQL and an S3 bucket
+/// (the URLs were checked by `Config::validate`).
+async fn open_storage(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn BlockStore>)> {
+    let store: Arc<dyn MetaStore> = match config.storage.metadata_engine()? {
+        MetadataEngine::Sqlite => {
+            let database = config.data_dir.join("meta.sqlite");
+            Arc::new(
+                SqliteStore::open(&database)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("cannot open metadata database: {error}"))?,
+            )
+        }
+        // The store's own error names the URL with the password redacted.
+        MetadataEngine::Postgres(url) => Arc::new(
+            PostgresStore::connect(&url)
+                .await
+                .map_err(|error| anyhow::anyhow!("storage.metadata: {error}"))?,
+        ),
+    };
+    let blocks: Arc<dyn BlockStore> = match config.storage.blocks_engine()? {
+        BlocksEngine::Local => {
+            let blocks = LocalBlockStore::open(&config.data_dir.join("blocks"))
+                .map_err(|error| anyhow::anyhow!("cannot open block store: {error}"))?;
+            let swept = blocks
+                .sweep_incomplete()
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot sweep the block store: {error}"))?;
+            if swept > 0 {
+                tracing::warn!(swept, "removed leftovers of interrupted block writes");
+            }
+            Arc::new(blocks)
+        }
+        // Nothing is sent yet: an unreachable store or a missing bucket
+        // shows at the first block operation.
+        BlocksEngine::S3 { bucket, prefix } => Arc::new(
+            ObjectBlockStore::s3(config.storage.s3_block_config(bucket, prefix)?)
+                .map_err(|error| anyhow::anyhow!("storage.blocks: {error}"))?,
+        ),
+    };
+    Ok((store, blocks))
 }
 
 /// Builds the application state from the configuration.
@@ -71,19 +118,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     }
     let master_key = hangar_blocks::crypto::MasterKey::load_or_create(&key_file)
         .map_err(|error| anyhow::anyhow!("cannot load the master key: {error}"))?;
-    let database = config.data_dir.join("meta.sqlite");
-    let store = SqliteStore::open(&database)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot open metadata database: {error}"))?;
-    let blocks = LocalBlockStore::open(&config.data_dir.join("blocks"))
-        .map_err(|error| anyhow::anyhow!("cannot open block store: {error}"))?;
-    let swept = blocks
-        .sweep_incomplete()
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot sweep the block store: {error}"))?;
-    if swept > 0 {
-        tracing::warn!(swept, "removed leftovers of interrupted block writes");
-    }
+    let (store, blocks) = open_storage(&config).await?;
     let object_files = ObjectFiles::open(&buckets_dir, master_key)
         .map_err(|error| anyhow::anyhow!("cannot open the object files: {error}"))?;
     // Logged once the files are open (a failed start stays one line).
@@ -121,8 +156,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         );
     }
     let waker = Arc::new(workers::Waker::default());
-    let hangar = Hangar::new(Arc::new(store), Arc::new(blocks), clock.clone(), settings)
-        .with_waker(waker.clone());
+    let hangar = Hangar::new(store, blocks, clock.clone(), settings).with_waker(waker.clone());
     if config.catalog {
         hangar
             .seed_catalog()
@@ -210,6 +244,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         data_dir = %state.config.data_dir.display(),
         regions = ?state.config.regions,
         accounts = state.config.accounts.len(),
+        // Which engines serve this node; no password or secret key.
+        metadata = %state.config.storage.metadata_engine()?.describe(),
+        blocks = %state.config.storage.blocks_engine()?.describe(),
         startup_ms = started.elapsed().as_millis() as u64,
         "hangar is ready"
     );
