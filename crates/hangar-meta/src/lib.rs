@@ -12,5 +12,5 @@ mod postgres;
 mod sql;
 mod sqlite;
 
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;

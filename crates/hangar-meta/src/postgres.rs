@@ -114,7 +114,7 @@ impl PostgresStore {
     /// several nodes start at once: see [`MIGRATOR`]. The database itself
     /// must exist.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let shown = redact(url);
+        let shown = redact_url(url);
         let cannot_open =
             |cause: String| StoreError::Backend(format!("cannot open {shown}: {cause}"));
         let options: PgConnectOptions = url
@@ -1287,8 +1287,11 @@ fn upload_key(upload_id: &str) -> String {
     format!("upload:{upload_id}")
 }
 
-/// `url` without its password, for messages and logs.
-fn redact(url: &str) -> String {
+/// `url` with any password in its user info replaced by `***` and its
+/// query string (libpq accepts `?password=...`) dropped, for messages and
+/// logs.
+pub fn redact_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use hangar_auth::SecretKey;
+use hangar_meta::redact_url;
 use serde::Deserialize;
 
 fn default_listen() -> String {
@@ -231,23 +232,6 @@ impl BlocksEngine {
             Self::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
             Self::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
-    }
-}
-
-/// `url` with any password in its user info replaced by `***` and its
-/// query string (libpq accepts `?password=...`) dropped, for logs.
-fn redact_url(url: &str) -> String {
-    let url = url.split_once('?').map_or(url, |(before, _)| before);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_owned(),
     }
 }
 
