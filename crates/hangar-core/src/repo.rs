@@ -23,6 +23,11 @@ pub enum StoreError {
     Conflict(String),
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The lease named here is no longer held with the caller's fencing
+    /// token: it expired and another holder claimed it (or it was
+    /// released). The caller must stop the work the lease covered.
+    #[error("lease {0} is lost")]
+    LeaseLost(String),
 }
 
 impl From<StoreError> for crate::Error {
@@ -114,6 +119,53 @@ pub trait MetaStore: Send + Sync + 'static {
         region: &str,
         created_since_ms: i64,
     ) -> Result<Vec<Task>, StoreError>;
+
+    // Leases: which node runs a task (or the block collector) now. A lease
+    // is a row keyed by name with its holder, expiry and fencing token;
+    // the token grows by one at every claim and never goes back (a
+    // released lease keeps its row), so a holder whose lease was taken
+    // over can always tell. Times are the callers' wall clocks
+    // (`now_ms`): nodes must keep their clocks in step (NTP) to well
+    // under a lease.
+    /// Claims the oldest unfinished (queued or running) task whose lease
+    /// is free: never claimed, released, expired (`expires_ms <= now_ms`),
+    /// or held by an earlier run of the same node (`holder.node_id` equal,
+    /// `holder.run_id` different: that process is gone). Records the
+    /// holder, an expiry of `now_ms + lease_ms` and the next fencing
+    /// token, and returns the task as stored when claimed, with its lease.
+    /// Concurrent claims (from any node) never return the same task.
+    async fn claim_task(
+        &self,
+        holder: &LeaseHolder,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<(Task, Lease)>, StoreError>;
+    /// Takes the lease `name` (any name, e.g. "block-collector") on the
+    /// same terms as `claim_task`; `None` while someone else holds it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &LeaseHolder,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Extends the lease to `now_ms + lease_ms` (a heartbeat) while its
+    /// token is still the current one; `LeaseLost` otherwise. Returns the
+    /// new expiry.
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<i64, StoreError>;
+    /// Frees the lease if its token is still the current one (otherwise
+    /// nothing happens: someone else holds it now). The token is kept.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// `update_task` fenced by `lease`: in one transaction, replaces the
+    /// task (revision rule of `update_task`, `Conflict`) only while
+    /// `lease`'s token is still the current one of its name (else
+    /// `LeaseLost`, and nothing is written).
+    async fn update_task_fenced(&self, task: &Task, lease: &Lease) -> Result<i64, StoreError>;
 
     // S3 buckets, keyed by name: one name space for every account and
     // region. `update_bucket` follows the revision rule of `update_image`.
@@ -273,6 +325,32 @@ pub trait MetaStore: Send + Sync + 'static {
     /// such upload.
     async fn delete_upload(&self, upload_id: &str) -> Result<Option<Vec<UploadPart>>, StoreError>;
 }
+
+/// Who holds a lease: the node (stable across its restarts when
+/// configured or persisted) and this run of it (new at every start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub node_id: String,
+    pub run_id: String,
+}
+
+/// A lease as its holder knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub name: String,
+    /// The fencing token: strictly greater than every earlier claim's.
+    pub token: i64,
+    /// When it lapses unless renewed (the holder's wall clock, ms).
+    pub expires_ms: i64,
+}
+
+/// The lease name of a task (the engines claim tasks under it).
+pub fn task_lease_name(task_id: &str) -> String {
+    format!("{TASK_LEASE_PREFIX}{task_id}")
+}
+
+/// The prefix of task lease names.
+pub const TASK_LEASE_PREFIX: &str = "task/";
 
 /// The block-map value for an all-zero block, which is never stored.
 pub const ZERO_BLOCK: &str = "zero";

@@ -28,6 +28,7 @@ use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO
 
 mod blocks;
 mod buckets;
+mod leases;
 mod multipart;
 mod objects;
 mod records;
@@ -41,6 +42,10 @@ pub use blocks::{
 pub use buckets::{
     check_bucket_delete, check_bucket_listing, check_bucket_names_are_global,
     check_bucket_revisions, check_bucket_roundtrip, fresh_bucket_name, sample_bucket,
+};
+pub use leases::{
+    check_concurrent_claims, check_named_leases, check_task_leases, earliest_task, fresh_holder,
+    next_run,
 };
 pub use multipart::{
     check_complete_refusals, check_complete_upload, check_parts, check_upload_listing,
@@ -92,6 +97,10 @@ pub async fn run_all(store: &dyn MetaStore) {
     check_task_revisions(store).await;
     check_unfinished_tasks(store).await;
     check_tasks_by_owner(store).await;
+    // Leases.
+    check_task_leases(store).await;
+    check_named_leases(store).await;
+    check_concurrent_claims(&[store]).await;
     // Block maps and client tokens.
     check_block_map_entries(store).await;
     check_block_map_batches(store).await;

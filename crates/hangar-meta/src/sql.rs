@@ -549,6 +549,55 @@ pub(crate) const SELECT_TASKS_BY_OWNER: &str = "SELECT id, revision, record_vers
      ORDER BY created_ms DESC, id DESC";
 
 // ---------------------------------------------------------------------------
+// Leases (see `migrations/sqlite/0007_leases.sql`).
+
+/// Unfinished tasks whose lease is free for the claimer, oldest first, at
+/// most `$5`; `lock` is appended (PostgreSQL: `FOR UPDATE OF r SKIP
+/// LOCKED`; SQLite: nothing, its one writer transaction is enough). Binds:
+/// kind, now, node ID, run ID, limit, then the unfinished states.
+pub(crate) fn select_claimable_tasks(lock: &str) -> String {
+    format!(
+        "SELECT r.id FROM records r LEFT JOIN leases l ON l.name = '{prefix}' || r.id \
+         WHERE r.kind = $1 AND r.state IN ({states}) \
+         AND (l.name IS NULL OR l.expires_ms <= $2 OR (l.node_id = $3 AND l.run_id <> $4)) \
+         ORDER BY r.created_ms, r.id LIMIT $5 {lock}",
+        prefix = hangar_core::repo::TASK_LEASE_PREFIX,
+        states = placeholders(6, UNFINISHED_TASK_STATES.len()),
+    )
+}
+
+/// Takes a lease if it is free for the claimer: creates it with token 1,
+/// or, when its holder's time is up (or that holder is an earlier run of
+/// this node), moves it to the claimer with the next token. Returns the
+/// token, no row when someone else holds it. One statement, so concurrent
+/// claims of one name serialize on its row (PostgreSQL re-checks the
+/// condition on the newest version after waiting). Binds: name, node ID,
+/// run ID, expiry, now.
+pub(crate) const ACQUIRE_LEASE: &str = "INSERT INTO leases \
+     (name, node_id, run_id, token, expires_ms) VALUES ($1, $2, $3, 1, $4) \
+     ON CONFLICT (name) DO UPDATE SET node_id = excluded.node_id, \
+     run_id = excluded.run_id, token = leases.token + 1, expires_ms = excluded.expires_ms \
+     WHERE leases.expires_ms <= $5 OR (leases.node_id = $2 AND leases.run_id <> $3) \
+     RETURNING token";
+
+/// A heartbeat: a new expiry while the token is current. Binds: name,
+/// token, expiry.
+pub(crate) const RENEW_LEASE: &str =
+    "UPDATE leases SET expires_ms = $3 WHERE name = $1 AND token = $2";
+
+/// Frees the lease while the token is current; the row (and so the token)
+/// stays. Binds: name, token.
+pub(crate) const RELEASE_LEASE: &str = "UPDATE leases SET expires_ms = 0, node_id = '', \
+     run_id = '' WHERE name = $1 AND token = $2";
+
+/// Inside a fenced write: matches (and, on PostgreSQL, locks until the
+/// commit) the lease row only while the token is current, so a claim
+/// cannot move the lease between this check and the commit. Binds: name,
+/// token.
+pub(crate) const HOLD_LEASE: &str =
+    "UPDATE leases SET expires_ms = expires_ms WHERE name = $1 AND token = $2";
+
+// ---------------------------------------------------------------------------
 // Block maps.
 
 /// Sets one entry. Binds: map ID, index, hash.

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use hangar_core::model::{Bucket, Image, Instance, S3Object, Snapshot, Task, Volume};
 use hangar_core::model::{CompletedUpload, MultipartUpload, UploadPart};
 use hangar_core::repo::{ImageListQuery, MetaStore, RecordQuery, StoreError, ZERO_BLOCK};
+use hangar_core::repo::{Lease, LeaseHolder, task_lease_name};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -32,6 +33,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections serving reads. In WAL mode readers never block the writer nor
 /// each other.
 const READERS: u32 = 4;
+
+/// How many claimable tasks one claim considers: it takes the first whose
+/// lease it wins; more only matter when other nodes claim at the same time.
+const CLAIM_CANDIDATES: usize = 8;
 
 /// How often a write is retried when the row it collided with vanished before
 /// it could be named (a concurrent deregistration or reset).
@@ -531,6 +536,153 @@ impl MetaStore for SqliteStore {
     }
     async fn get_task(&self, task_id: &str) -> Result<Option<Task>, StoreError> {
         self.get_record(task_id).await
+    }
+
+    async fn claim_task(
+        &self,
+        holder: &LeaseHolder,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<(Task, Lease)>, StoreError> {
+        let subject = "a task lease";
+        let failed = |error: sqlx::Error| backend("claim", subject, error);
+        let expires_ms = now_ms.saturating_add(lease_ms);
+        let mut tx = self.begin("claim", subject).await?;
+        // SQLite: the one writer connection runs this whole transaction
+        // alone, so the candidates cannot change under it.
+        let text = sql::select_claimable_tasks("");
+        let mut statement = sqlx::query_scalar::<_, String>(AssertSqlSafe(text))
+            .bind(<Task as Record>::KIND)
+            .bind(now_ms)
+            .bind(&holder.node_id)
+            .bind(&holder.run_id)
+            .bind(sql::limit(CLAIM_CANDIDATES));
+        for state in sql::UNFINISHED_TASK_STATES {
+            statement = statement.bind(sql::task_state_word(state));
+        }
+        let candidates = statement.fetch_all(&mut *tx).await.map_err(failed)?;
+        for task_id in candidates {
+            let name = task_lease_name(&task_id);
+            let token: Option<i64> = sqlx::query_scalar(sql::ACQUIRE_LEASE)
+                .bind(&name)
+                .bind(&holder.node_id)
+                .bind(&holder.run_id)
+                .bind(expires_ms)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed)?;
+            let Some(token) = token else {
+                continue;
+            };
+            let row = sqlx::query(sql::SELECT_RECORD)
+                .bind(<Task as Record>::KIND)
+                .bind(&task_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed)?;
+            let Some(row) = row else {
+                continue;
+            };
+            let task: Task = decode_record_row(&row)?;
+            commit(tx, "claim", &name).await?;
+            return Ok(Some((
+                task,
+                Lease {
+                    name,
+                    token,
+                    expires_ms,
+                },
+            )));
+        }
+        commit(tx, "claim", subject).await?;
+        Ok(None)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &LeaseHolder,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let expires_ms = now_ms.saturating_add(lease_ms);
+        let token: Option<i64> = sqlx::query_scalar(sql::ACQUIRE_LEASE)
+            .bind(name)
+            .bind(&holder.node_id)
+            .bind(&holder.run_id)
+            .bind(expires_ms)
+            .bind(now_ms)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(|error| backend("acquire", &format!("lease {name}"), error))?;
+        Ok(token.map(|token| Lease {
+            name: name.to_owned(),
+            token,
+            expires_ms,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let expires_ms = now_ms.saturating_add(lease_ms);
+        let renewed = sqlx::query(sql::RENEW_LEASE)
+            .bind(&lease.name)
+            .bind(lease.token)
+            .bind(expires_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("renew", &format!("lease {}", lease.name), error))?;
+        if renewed.rows_affected() == 1 {
+            Ok(expires_ms)
+        } else {
+            Err(StoreError::LeaseLost(lease.name.clone()))
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        sqlx::query(sql::RELEASE_LEASE)
+            .bind(&lease.name)
+            .bind(lease.token)
+            .execute(&self.writer)
+            .await
+            .map_err(|error| backend("release", &format!("lease {}", lease.name), error))?;
+        Ok(())
+    }
+
+    async fn update_task_fenced(&self, task: &Task, lease: &Lease) -> Result<i64, StoreError> {
+        let subject = subject_of::<Task>(&task.task_id);
+        let failed = |error: sqlx::Error| backend("update", &subject, error);
+        let new_revision = next_revision(task.revision, &subject)?;
+        let row = record_row(task, new_revision)?;
+        let mut tx = self.begin("update", &subject).await?;
+        // The task row first, then the lease row: the order a claim takes
+        // them in, so the two never wait for each other in a cycle.
+        let updated = bind_record_row(sqlx::query(sql::UPDATE_RECORD), &row)
+            .bind(task.revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if updated.rows_affected() != 1 {
+            rollback(tx).await;
+            return Err(StoreError::Conflict(row.id));
+        }
+        let held = sqlx::query(sql::HOLD_LEASE)
+            .bind(&lease.name)
+            .bind(lease.token)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        if held.rows_affected() != 1 {
+            rollback(tx).await;
+            return Err(StoreError::LeaseLost(lease.name.clone()));
+        }
+        commit(tx, "update", &subject).await?;
+        Ok(new_revision)
     }
 
     async fn insert_bucket(&self, bucket: &Bucket) -> Result<(), StoreError> {

@@ -172,6 +172,8 @@ async fn conformance_checks_share_a_store_concurrently() {
         conformance::check_task_roundtrip(store),
         conformance::check_task_revisions(store),
         conformance::check_unfinished_tasks(store),
+        conformance::check_task_leases(store),
+        conformance::check_named_leases(store),
         conformance::check_block_map_entries(store),
         conformance::check_copy_blocks(store),
         conformance::check_merge_blocks(store),
@@ -456,6 +458,67 @@ async fn concurrent_claims_of_one_token_admit_exactly_one() {
         answers.iter().all(|answer| *answer == winner),
         "every other claim returns the winner's fingerprint and result: {answers:?}"
     );
+}
+
+/// Two nodes claiming tasks at once (`FOR UPDATE SKIP LOCKED` plus the
+/// conditional lease upsert): every task is claimed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn two_nodes_claiming_at_once_claim_each_task_exactly_once() {
+    let Some(db) = TestDb::create("two_nodes_claiming_at_once_claim_each_task_exactly_once").await
+    else {
+        return;
+    };
+    let nodes = two_nodes(&db).await;
+    for _ in 0..3 {
+        conformance::check_concurrent_claims(&[&*nodes[0], &*nodes[1]]).await;
+    }
+}
+
+/// A task claimed on one node and taken over on the other after its lease
+/// expired: the first node can neither renew nor write the task any more,
+/// and the second finds the first's last write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_taken_over_by_another_node_fences_the_first() {
+    let Some(db) = TestDb::create("a_task_taken_over_by_another_node_fences_the_first").await
+    else {
+        return;
+    };
+    let [a, b] = two_nodes(&db).await;
+    let (node_a, node_b) = (conformance::fresh_holder(), conformance::fresh_holder());
+    let task = conformance::earliest_task();
+    a.insert_task(&task).await.expect("insert");
+    let now = 1_800_000_000_000;
+    let (mut held, lease_a) = a
+        .claim_task(&node_a, now, 1_000)
+        .await
+        .expect("claim")
+        .expect("a task to claim");
+    assert!(
+        b.claim_task(&node_b, now + 999, 1_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    held.progress = 42;
+    held.revision = a.update_task_fenced(&held, &lease_a).await.expect("write");
+    let (taken, lease_b) = b
+        .claim_task(&node_b, now + 1_000, 1_000)
+        .await
+        .expect("claim")
+        .expect("the expired task");
+    assert_eq!(taken, held);
+    assert!(lease_b.token > lease_a.token);
+    let mut late = held.clone();
+    late.progress = 43;
+    assert_eq!(
+        a.update_task_fenced(&late, &lease_a).await,
+        Err(StoreError::LeaseLost(lease_a.name.clone()))
+    );
+    assert_eq!(
+        a.renew_lease(&lease_a, now + 1_001, 1_000).await,
+        Err(StoreError::LeaseLost(lease_a.name.clone()))
+    );
+    assert_eq!(b.get_task(&task.task_id).await.expect("read"), Some(held));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]

@@ -62,6 +62,8 @@ async fn conformance_checks_share_a_store_concurrently() {
         conformance::check_task_roundtrip(store),
         conformance::check_task_revisions(store),
         conformance::check_unfinished_tasks(store),
+        conformance::check_task_leases(store),
+        conformance::check_named_leases(store),
         conformance::check_block_map_entries(store),
         conformance::check_copy_blocks(store),
         conformance::check_merge_blocks(store),
