@@ -5,6 +5,7 @@
 
 mod client;
 mod data;
+mod nodes;
 mod phases;
 mod report;
 mod sign;
@@ -235,6 +236,50 @@ enum Command {
         poll_ms: f64,
         #[arg(long)]
         server_pid: Option<u32>,
+    },
+    /// DescribeImages by id or RunInstances for D seconds over C connections
+    /// spread round-robin over one or several nodes, with the CPU of each
+    /// node, of PostgreSQL and of the machine (scripts/bench-nodes).
+    Load {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum)]
+        op: nodes::Op,
+        /// host:port of every node, comma-separated (connections are spread
+        /// over them round-robin); default: the target's endpoint.
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// How many of account A's images the requests cycle through.
+        #[arg(long, default_value_t = 100)]
+        ids: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Unmeasured seconds before.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Sign every request afresh instead of replaying signatures made
+        /// up front.
+        #[arg(long)]
+        sign_each: bool,
+        /// Each node's pid, in the order of --endpoints (repeat or
+        /// comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+        /// The PostgreSQL database the nodes use, to report its backends'
+        /// CPU apart from the rest of the cluster.
+        #[arg(long)]
+        pg_database: Option<String>,
+        /// Which run of this configuration, for the report.
+        #[arg(long, default_value_t = 1)]
+        run: usize,
+    },
+    /// Prints the markdown tables of a scripts/bench-nodes results file.
+    ReportNodes {
+        #[arg(long)]
+        results: PathBuf,
     },
     /// Prints the markdown summary of a scripts/bench-data results file.
     ReportData {
@@ -510,6 +555,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             data::image_build(&target.resolve()?, options).await
         }
+        Command::Load {
+            target,
+            op,
+            endpoints,
+            ids,
+            duration,
+            warmup,
+            connections,
+            sign_each,
+            server_pid,
+            pg_database,
+            run,
+        } => {
+            let options = nodes::LoadOptions {
+                op,
+                endpoints,
+                ids,
+                duration,
+                warmup,
+                connections,
+                sign_each,
+                server_pids: server_pid,
+                pg_database,
+                run,
+            };
+            nodes::load(&target.resolve()?, options).await
+        }
+        Command::ReportNodes { results } => report::print_nodes(&results),
         Command::ReportData { results } => report::print_data(&results),
         Command::FreePort => {
             println!("{}", phases::free_port()?);

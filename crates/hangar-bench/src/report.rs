@@ -434,3 +434,154 @@ pub fn print_data(path: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The markdown tables of a `scripts/bench-nodes` results file: requests/s
+/// of every run side by side per configuration, then every measurement
+/// with its latencies and where the CPU went.
+pub fn print_nodes(path: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let results: Vec<Value> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a results line is not JSON")?;
+    let loads: Vec<&Value> = results
+        .iter()
+        .filter(|result| result["phase"] == "load")
+        .collect();
+    let text_of = |value: &Value, key: &str| value[key].as_str().unwrap_or("").to_string();
+    // Configurations, operations and concurrencies in the order first run.
+    let mut labels: Vec<String> = Vec::new();
+    let mut rows: Vec<(String, u64)> = Vec::new();
+    for load in &loads {
+        let label = text_of(load, "label");
+        if !labels.contains(&label) {
+            labels.push(label);
+        }
+        let row = (
+            text_of(load, "op"),
+            load["connections"].as_u64().unwrap_or(0),
+        );
+        if !rows.contains(&row) {
+            rows.push(row);
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+
+    println!("Requests/s, every run (run 1 / run 2 / ...):");
+    println!();
+    println!("| Operation | Connections | {} |", labels.join(" | "));
+    println!("|---|---|{}", "---|".repeat(labels.len()));
+    for (op, connections) in &rows {
+        let cells: Vec<String> = labels
+            .iter()
+            .map(|label| {
+                let mut runs: Vec<&&Value> = loads
+                    .iter()
+                    .filter(|load| {
+                        text_of(load, "op") == *op
+                            && load["connections"].as_u64() == Some(*connections)
+                            && text_of(load, "label") == *label
+                    })
+                    .collect();
+                runs.sort_by_key(|load| load["run"].as_u64());
+                if runs.is_empty() {
+                    "–".into()
+                } else {
+                    runs.iter()
+                        .map(|load| format!("{:.0}", number(load, "rps")))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                }
+            })
+            .collect();
+        println!("| {op} | {connections} | {} |", cells.join(" | "));
+    }
+
+    println!();
+    println!("Every measurement (CPU in % of one core over the measured window):");
+    println!();
+    println!(
+        "| Operation | Conns | Configuration | Run | requests/s | p50 / p99 ms | errors | CPU nodes | CPU PostgreSQL: this db / rest | CPU generator | CPU machine (of which others) | node / PostgreSQL CPU µs per request | load avg at start |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut ordered = loads.clone();
+    ordered.sort_by(|a, b| {
+        let key = |load: &Value| {
+            (
+                text_of(load, "op"),
+                load["connections"].as_u64(),
+                labels
+                    .iter()
+                    .position(|label| *label == text_of(load, "label")),
+                load["run"].as_u64(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let pct = |value: &Value| value.as_f64().map_or("–".into(), |v| format!("{v:.0}%"));
+    let micros = |value: &Value| value.as_f64().map_or("–".into(), |v| format!("{v:.0}"));
+    for load in ordered {
+        let nodes = load["server_cpu_pct"]
+            .as_array()
+            .map(|shares| shares.iter().map(pct).collect::<Vec<_>>().join(" + "))
+            .unwrap_or_default();
+        // What the machine spent outside the measured processes: other
+        // people's builds and tests, the kernel's own work.
+        let ours: f64 = load["server_cpu_pct"]
+            .as_array()
+            .map_or(0.0, |shares| shares.iter().filter_map(Value::as_f64).sum())
+            + load["pg_cpu_pct"].as_f64().unwrap_or(0.0)
+            + load["pg_other_cpu_pct"].as_f64().unwrap_or(0.0)
+            + load["generator_cpu_pct"].as_f64().unwrap_or(0.0);
+        let machine = match load["machine_cpu_pct"].as_f64() {
+            Some(machine) => format!("{machine:.0}% ({:.0}%)", (machine - ours).max(0.0)),
+            None => "–".into(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {:.2} / {:.2} | {} | {} | {} / {} | {} | {} | {} / {} | {} |",
+            text_of(load, "op"),
+            load["connections"],
+            text_of(load, "label"),
+            load["run"],
+            number(load, "rps"),
+            number(load, "p50_ms"),
+            number(load, "p99_ms"),
+            load["errors"],
+            nodes,
+            pct(&load["pg_cpu_pct"]),
+            pct(&load["pg_other_cpu_pct"]),
+            pct(&load["generator_cpu_pct"]),
+            machine,
+            micros(&load["server_us_per_request"]),
+            micros(&load["pg_us_per_request"]),
+            text_of(load, "loadavg_start"),
+        );
+    }
+
+    let populates: Vec<&Value> = results
+        .iter()
+        .filter(|result| result["phase"] == "populate")
+        .collect();
+    if !populates.is_empty() {
+        println!();
+        println!("Set-up, RegisterImage through the first node (not a comparison; disk-bound):");
+        println!();
+        println!("| Configuration | images | connections | requests/s | p50 / p99 ms |");
+        println!("|---|---|---|---|---|");
+        for populate in populates {
+            println!(
+                "| {} | {} | {} | {:.0} | {:.2} / {:.2} |",
+                text_of(populate, "label"),
+                populate["images"],
+                populate["concurrency"],
+                number(populate, "rps"),
+                number(populate, "p50_ms"),
+                number(populate, "p99_ms"),
+            );
+        }
+    }
+    Ok(())
+}

@@ -108,6 +108,62 @@ pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// (busy, total) jiffies of all CPUs since boot, from the first line of
+/// `/proc/stat`; busy is everything but idle and iowait.
+pub fn machine_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let values: Vec<u64> = line
+        .split_ascii_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is already
+    // inside user and nice).
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// Every PostgreSQL server process on the machine, and whether it is a
+/// backend connected to `database`. A backend's title (its `cmdline`) is
+/// `postgres: [<cluster name>:] <user> <database> <client> <state>`
+/// (Debian sets `cluster_name`, e.g. `15/main`); the postmaster and the
+/// background processes (WAL writer, checkpointer, ...) are the rest.
+pub fn postgres_processes(database: Option<&str>) -> Vec<(u32, bool)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            if comm.trim_end() != "postgres" {
+                return None;
+            }
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let title = String::from_utf8_lossy(&title);
+            Some((pid, is_backend_of(&title, database)))
+        })
+        .collect()
+}
+
+fn is_backend_of(title: &str, database: Option<&str>) -> bool {
+    let Some(database) = database else {
+        return false;
+    };
+    let mut words = title
+        .trim_end_matches('\0')
+        .strip_prefix("postgres: ")
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .peekable();
+    if words.peek().is_some_and(|word| word.ends_with(':')) {
+        words.next();
+    }
+    words.next().is_some() && words.next() == Some(database)
+}
+
 /// kB (KiB) as decimal megabytes.
 pub fn kib_to_mb(kib: u64) -> f64 {
     kib as f64 * 1024.0 / 1_000_000.0
@@ -128,6 +184,34 @@ mod tests {
         assert_eq!(samples.percentile_ms(0.99), 99.0);
         assert_eq!(samples.percentile_ms(1.0), 100.0);
         assert_eq!(samples.min_ms(), 1.0);
+    }
+
+    #[test]
+    fn postgres_titles() {
+        let backend = "postgres: postgres hangar_bench_1 127.0.0.1(41234) idle\0";
+        assert!(is_backend_of(backend, Some("hangar_bench_1")));
+        assert!(!is_backend_of(backend, Some("hangar_bench_10")));
+        assert!(!is_backend_of(backend, None));
+        let debian = "postgres: 15/main: postgres hangar_bench_1 127.0.0.1(41234) idle\0";
+        assert!(is_backend_of(debian, Some("hangar_bench_1")));
+        assert!(!is_backend_of(
+            "postgres: 15/main: walwriter \0",
+            Some("hangar_bench_1")
+        ));
+        assert!(!is_backend_of(
+            "postgres: walwriter \0",
+            Some("hangar_bench_1")
+        ));
+        assert!(!is_backend_of(
+            "/usr/lib/postgresql/15/bin/postgres -D /var/lib/x\0",
+            Some("-D")
+        ));
+    }
+
+    #[test]
+    fn machine_busy_is_at_most_total() {
+        let (busy, total) = machine_jiffies().unwrap();
+        assert!(busy <= total && total > 0);
     }
 
     #[test]
