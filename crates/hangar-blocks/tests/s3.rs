@@ -287,3 +287,33 @@ async fn s3_refused_checksum_is_a_backend_error() {
     ));
     server.join().unwrap();
 }
+
+/// The time fence of several nodes (docs/deployment.md, "Block collection
+/// across nodes") needs a put of a block that exists to refresh its time:
+/// S3 sets `LastModified` at every `PutObject`, and the collector's listing
+/// must show the newer time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_put_of_an_existing_block_refreshes_its_time_on_moto() {
+    let Some(moto) = start_moto() else { return };
+    create_bucket(&moto, "hangar-refresh");
+    let store = ObjectBlockStore::s3(config(&moto.endpoint, "hangar-refresh", "p")).unwrap();
+    let (hash, data) = random_block(BLOCK_SIZE);
+    store.put(&hash, data.clone()).await.unwrap();
+    let listed = |blocks: Vec<hangar_core::blocks::StoredBlock>| {
+        blocks
+            .into_iter()
+            .find(|block| block.hash == hash)
+            .expect("the block is listed")
+            .modified_ms
+    };
+    let first = listed(store.list(None, 1000).await.unwrap());
+    // LastModified has a resolution of one second.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    store.put(&hash, data.clone()).await.unwrap();
+    let second = listed(store.list(None, 1000).await.unwrap());
+    assert!(
+        second >= first + 1000,
+        "a put of an existing block must refresh its time ({first} then {second})"
+    );
+    assert_eq!(store.get(&hash).await.unwrap(), data);
+}

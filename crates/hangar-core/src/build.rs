@@ -11,7 +11,7 @@ use crate::model::{
     BlockDeviceMapping, DeregistrationProtection, Image, ImageState, InstanceState,
     SnapshotCopyPlan, SnapshotState, StateReason, Tag, Task, TaskState, TaskWork,
 };
-use crate::repo::StoreError;
+use crate::repo::{Lease, LeaseHolder, StoreError, TASK_LEASE_PREFIX};
 use crate::service::{Caller, Hangar};
 use crate::snapshots::new_snapshot;
 use crate::tags::{self, TagSpecification};
@@ -394,16 +394,14 @@ impl Hangar {
         }
         task.progress = progress;
         task.updated_ms = self.clock.now_ms();
-        task.revision = self.store.update_task(task).await?;
-        Ok(())
+        self.write_task(task).await
     }
 
     /// Persists a running task's record (e.g. the upload ID a store task
     /// started), as the runner does between steps.
     pub async fn save_task(&self, task: &mut Task) -> Result<()> {
         task.updated_ms = self.clock.now_ms();
-        task.revision = self.store.update_task(task).await?;
-        Ok(())
+        self.write_task(task).await
     }
 
     pub async fn run_task(&self, task_id: &str) -> Result<()> {
@@ -416,7 +414,7 @@ impl Hangar {
         task.state = TaskState::Running;
         task.attempts += 1;
         task.updated_ms = self.clock.now_ms();
-        task.revision = self.store.update_task(&task).await?;
+        self.write_task(&mut task).await?;
         let outcome = match task.work.clone() {
             TaskWork::BuildImage {
                 image_id,
@@ -447,8 +445,9 @@ impl Hangar {
                 task.failure_reason = Some(reason.to_string());
             }
         }
-        self.store.update_task(&task).await?;
-        Ok(())
+        // Fenced when leased: a node that lost the lease must not mark
+        // the task finished.
+        self.write_task(&mut task).await
     }
 
     async fn build_image(
@@ -494,8 +493,9 @@ impl Hangar {
                 .progress
                 .max(((index as i64 + 1) * 100 / total).min(99));
             task.updated_ms = self.clock.now_ms();
-            task.revision = self.store.update_task(task).await?;
+            self.write_task(task).await?;
         }
+        self.confirm_task_lease(task).await?;
         self.set_image_state(image_id, ImageState::Available, None)
             .await
     }
@@ -607,5 +607,311 @@ impl Hangar {
         Err(Error::Internal(format!(
             "too much contention updating {image_id}"
         )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Leases: one node at a time runs a task.
+//
+// A runner claims a task (`Hangar::claim_task`), keeps its lease alive with
+// heartbeats (`Hangar::renew_lease`, every third of the lease) and runs it
+// with `Hangar::run_claimed_task`. While it runs, every write of the task
+// record (the runner's own, and `save_task`/`report_task_progress` from the
+// store and restore work) is fenced: it commits only while the lease's
+// token is still the current one. A write that finds the lease lost does
+// not return an error into the work (whose failure path would abort the
+// store's multipart upload or fail the restore, undoing what the node that
+// took over is doing): it marks the lease lost and waits, and
+// `run_claimed_task`, racing the work against the loss, drops the work
+// there. A heartbeat that finds the lease lost (or cannot confirm it in
+// time) stops the work the same way.
+
+/// What this node holds: its running tasks' leases (by task ID), read by
+/// the fenced task writes, and the block collector's grace (for the block
+/// writers' time fence, see `crate::snapshots`).
+#[derive(Debug)]
+pub(crate) struct NodeLeases {
+    tasks: std::sync::Mutex<std::collections::HashMap<String, HeldLease>>,
+    pub(crate) block_grace_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Default for NodeLeases {
+    fn default() -> Self {
+        Self {
+            tasks: std::sync::Mutex::default(),
+            block_grace_ms: std::sync::atomic::AtomicI64::new(DEFAULT_BLOCK_GRACE_MS),
+        }
+    }
+}
+
+/// The block collector's default grace (`[blocks] gc_grace_secs`).
+const DEFAULT_BLOCK_GRACE_MS: i64 = 3_600_000;
+
+impl NodeLeases {
+    fn of_task(&self, task_id: &str) -> Option<HeldLease> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(task_id)
+            .cloned()
+    }
+}
+
+/// A lease this node holds (a task's, or a named one such as the block
+/// collector's), shared by the work it covers and the heartbeat that keeps
+/// it. Once lost it stays lost.
+#[derive(Debug, Clone)]
+pub struct HeldLease {
+    inner: std::sync::Arc<HeldLeaseState>,
+}
+
+#[derive(Debug)]
+struct HeldLeaseState {
+    lease: std::sync::Mutex<Lease>,
+    lease_ms: i64,
+    lost: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldLease {
+    fn new(lease: Lease, lease_ms: i64) -> Self {
+        Self {
+            inner: std::sync::Arc::new(HeldLeaseState {
+                lease: std::sync::Mutex::new(lease),
+                lease_ms,
+                lost: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// The lease as last confirmed (name, fencing token, expiry).
+    pub fn lease(&self) -> Lease {
+        self.inner
+            .lease
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The task this lease is for, when it is a task's.
+    pub fn task_id(&self) -> Option<String> {
+        self.lease()
+            .name
+            .strip_prefix(TASK_LEASE_PREFIX)
+            .map(str::to_owned)
+    }
+
+    /// How long a claim or renewal keeps it.
+    pub fn lease_ms(&self) -> i64 {
+        self.inner.lease_ms
+    }
+
+    pub fn is_lost(&self) -> bool {
+        *self.inner.lost.borrow()
+    }
+
+    /// Stops the work this lease covers (see [`Hangar::run_claimed_task`]).
+    pub fn mark_lost(&self) {
+        self.inner.lost.send_replace(true);
+    }
+
+    /// Resolves once the lease is lost.
+    pub async fn lost(&self) {
+        let mut lost = self.inner.lost.subscribe();
+        // Never `Err`: `self` keeps the sender alive.
+        let _ = lost.wait_for(|lost| *lost).await;
+    }
+
+    fn same(&self, other: &HeldLease) -> bool {
+        std::sync::Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// How a claimed task's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// Completed or failed, and recorded so.
+    Finished,
+    /// The lease was lost (taken over after it expired): this node stopped
+    /// the task and wrote nothing more; the node holding it now finishes it.
+    LeaseLost,
+}
+
+/// Removes a task's lease from the node's registry when its run ends,
+/// however it ends (including the run's future being dropped).
+struct Registered<'a> {
+    leases: &'a NodeLeases,
+    task_id: String,
+    lease: HeldLease,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut tasks = self
+            .leases
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tasks
+            .get(&self.task_id)
+            .is_some_and(|held| held.same(&self.lease))
+        {
+            tasks.remove(&self.task_id);
+        }
+    }
+}
+
+/// Polls `work` until it is done, unless `stop` resolves first (then `None`
+/// and `work` is dropped, which cancels it). No runtime needed.
+async fn unless<T>(
+    work: impl std::future::Future<Output = T>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Option<T> {
+    use std::task::Poll;
+    let mut work = std::pin::pin!(work);
+    let mut stop = std::pin::pin!(stop);
+    std::future::poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+impl Hangar {
+    /// Claims the oldest unfinished task whose lease is free for `holder`
+    /// (see `MetaStore::claim_task`), for `lease_ms` from now (wall clock:
+    /// leases are compared across nodes, never with the dev clock).
+    pub async fn claim_task(
+        &self,
+        holder: &LeaseHolder,
+        lease_ms: i64,
+    ) -> Result<Option<HeldLease>> {
+        let now = self.clock.wall_ms();
+        Ok(self
+            .store
+            .claim_task(holder, now, lease_ms)
+            .await?
+            .map(|(_, lease)| HeldLease::new(lease, lease_ms)))
+    }
+
+    /// Takes the named lease (e.g. the block collector's), `None` while
+    /// another node holds it.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &LeaseHolder,
+        lease_ms: i64,
+    ) -> Result<Option<HeldLease>> {
+        let now = self.clock.wall_ms();
+        Ok(self
+            .store
+            .acquire_lease(name, holder, now, lease_ms)
+            .await?
+            .map(|lease| HeldLease::new(lease, lease_ms)))
+    }
+
+    /// A heartbeat: extends the lease by its length from now. `Ok(false)`
+    /// when it was lost (and it is then marked lost); `Err` when the store
+    /// could not be asked (the caller decides how long to keep trying).
+    pub async fn renew_lease(&self, held: &HeldLease) -> Result<bool> {
+        if held.is_lost() {
+            return Ok(false);
+        }
+        let lease = held.lease();
+        let now = self.clock.wall_ms();
+        match self.store.renew_lease(&lease, now, held.lease_ms()).await {
+            Ok(expires_ms) => {
+                let mut current = held
+                    .inner
+                    .lease
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                current.expires_ms = current.expires_ms.max(expires_ms);
+                Ok(true)
+            }
+            Err(StoreError::LeaseLost(_)) => {
+                held.mark_lost();
+                Ok(false)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Frees the lease (if still held), so another node may take it at
+    /// once.
+    pub async fn release_lease(&self, held: &HeldLease) -> Result<()> {
+        Ok(self.store.release_lease(&held.lease()).await?)
+    }
+
+    /// Runs a claimed task (as [`Hangar::run_task`]) under its lease: its
+    /// record writes are fenced, and the run stops (its future dropped) as
+    /// soon as the lease is lost, whether a write or the heartbeat found
+    /// out.
+    pub async fn run_claimed_task(&self, held: &HeldLease) -> Result<TaskOutcome> {
+        let Some(task_id) = held.task_id() else {
+            return Err(Error::Internal(format!(
+                "lease {} is not a task's",
+                held.lease().name
+            )));
+        };
+        self.leases
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(task_id.clone(), held.clone());
+        let _registered = Registered {
+            leases: &self.leases,
+            task_id: task_id.clone(),
+            lease: held.clone(),
+        };
+        match unless(self.run_task(&task_id), held.lost()).await {
+            Some(Ok(())) => Ok(TaskOutcome::Finished),
+            Some(Err(error)) => Err(error),
+            None => Ok(TaskOutcome::LeaseLost),
+        }
+    }
+
+    /// Confirms, right before an irreversible step (completing an upload),
+    /// that this node still holds the task's lease, by renewing it. When
+    /// the lease is lost this does not return: the run is stopped (see
+    /// [`Hangar::run_claimed_task`]). Tasks run without a lease pass.
+    pub async fn confirm_task_lease(&self, task: &Task) -> Result<()> {
+        let Some(held) = self.leases.of_task(&task.task_id) else {
+            return Ok(());
+        };
+        if self.renew_lease(&held).await? {
+            Ok(())
+        } else {
+            std::future::pending().await
+        }
+    }
+
+    /// Writes a running task's record: fenced by its lease when this node
+    /// runs it under one (see the section comment), plain otherwise.
+    async fn write_task(&self, task: &mut Task) -> Result<()> {
+        let Some(held) = self.leases.of_task(&task.task_id) else {
+            task.revision = self.store.update_task(task).await?;
+            return Ok(());
+        };
+        match self.store.update_task_fenced(task, &held.lease()).await {
+            Ok(revision) => {
+                task.revision = revision;
+                Ok(())
+            }
+            Err(StoreError::LeaseLost(_)) => {
+                held.mark_lost();
+                std::future::pending().await
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The grace the block collectors use (`[blocks] gc_grace_secs`; the
+    /// same on every node), for the block writers' time fence.
+    pub fn set_block_grace_ms(&self, grace_ms: i64) {
+        self.leases
+            .block_grace_ms
+            .store(grace_ms.max(0), std::sync::atomic::Ordering::Relaxed);
     }
 }

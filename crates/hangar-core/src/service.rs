@@ -94,6 +94,9 @@ pub struct Hangar {
     /// The work of store and restore tasks (see `crate::transfer`); without
     /// it those tasks fail.
     pub(crate) transfer: std::sync::OnceLock<Arc<dyn crate::transfer::ImageTransfer>>,
+    /// The leases this node's runner holds, and the block writers' time
+    /// fence (see `crate::build::NodeLeases`).
+    pub(crate) leases: crate::build::NodeLeases,
 }
 
 impl Hangar {
@@ -111,6 +114,7 @@ impl Hangar {
             waker: Arc::new(NoWaker),
             block_guard: tokio::sync::RwLock::new(()),
             transfer: std::sync::OnceLock::new(),
+            leases: crate::build::NodeLeases::default(),
         }
     }
 

@@ -371,10 +371,37 @@ impl Hangar {
             return Ok(());
         }
         let _writing = self.block_guard.read().await;
+        let put_ms = self.clock.wall_ms();
         self.blocks.put(&hash, data).await?;
+        self.refresh_if_stale(&hash, put_ms).await?;
         self.store
             .put_block(snapshot_id, index, &hash.to_hex())
             .await?;
+        Ok(())
+    }
+
+    /// The block writers' time fence, for collectors on other nodes (which
+    /// the in-process guard does not reach): a collector deletes only
+    /// blocks last written more than the grace before its mark began, so a
+    /// map entry committed within half the grace of the block's last put
+    /// is seen by any mark that could take the block. A writer that got
+    /// here later than that (a stall) puts the block again, refreshing its
+    /// time, before it commits the map entry. `put_ms` is the wall time
+    /// just before the put.
+    pub async fn refresh_if_stale(&self, hash: &BlockHash, put_ms: i64) -> Result<()> {
+        let grace_ms = self
+            .leases
+            .block_grace_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if self.clock.wall_ms().saturating_sub(put_ms) <= grace_ms / 2 {
+            return Ok(());
+        }
+        // Read back rather than kept: a copy of every block for this rare
+        // case would cost more. If it is already gone (a stall longer than
+        // the grace), this fails and no map entry is written: the caller's
+        // put is retried whole.
+        let data = self.blocks.get(hash).await?;
+        self.blocks.put(hash, data).await?;
         Ok(())
     }
 
@@ -926,7 +953,10 @@ impl Hangar {
     /// under the exclusive block guard (no block write in flight) the
     /// candidates still unreferenced are deleted. A writer holds the guard
     /// shared from its block put to its map entry, so a block is never
-    /// deleted between the two. Returns (kept, deleted).
+    /// deleted between the two (on this node; writers on other nodes are
+    /// kept safe by the time fence, see [`Hangar::refresh_if_stale`], and
+    /// one node at a time collects, under the "block-collector" lease).
+    /// Returns (kept, deleted).
     pub async fn collect_blocks(&self, grace_ms: i64) -> Result<(u64, u64)> {
         // Wall time, not the service clock: it is compared with the block
         // files' modification times, and an advanced dev clock must not

@@ -89,6 +89,38 @@ pub struct Config {
     pub usage: UsageConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub tasks: TasksConfig,
+}
+
+fn default_lease_secs() -> u64 {
+    30
+}
+
+/// How nodes share long tasks (see `docs/deployment.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksConfig {
+    /// How long a node's claim on a task lasts without a heartbeat, in
+    /// seconds (heartbeats come every third of it). A task whose node died
+    /// is taken over by another node this long after its last heartbeat.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// This node's name in the leases. Default: a UUID kept in
+    /// `<data_dir>/node-id`, so a restart on the same data directory is
+    /// the same node (and takes its old leases back at once). Must differ
+    /// between nodes that run at the same time.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: default_lease_secs(),
+            node_id: None,
+        }
+    }
 }
 
 fn default_metadata() -> String {
@@ -704,6 +736,17 @@ impl Config {
         }
         if self.store.concurrency < 1 {
             bail!("store.concurrency must be at least 1");
+        }
+        if !(3..=3600).contains(&self.tasks.lease_secs) {
+            bail!(
+                "tasks.lease_secs must be 3 to 3600 (got {})",
+                self.tasks.lease_secs
+            );
+        }
+        if let Some(node_id) = &self.tasks.node_id
+            && (node_id.is_empty() || node_id.len() > 128 || node_id.chars().any(char::is_control))
+        {
+            bail!("tasks.node_id must be 1 to 128 printable characters (got {node_id:?})");
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
