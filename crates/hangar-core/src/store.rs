@@ -32,7 +32,7 @@ use crate::policy::BucketPolicy;
 use crate::repo::{ImageListQuery, StoreError};
 use crate::service::{Caller, Hangar};
 use crate::tags::{self, TagSpecification};
-use crate::transfer::StoredImage;
+use crate::transfer::{BucketSecurity, StoredImage};
 
 /// How far back `DescribeStoreImageTasks` looks: 31 days.
 pub const TASK_HISTORY_MS: i64 = 31 * 24 * 60 * 60 * 1000;
@@ -215,6 +215,11 @@ fn bucket_error(error: BucketError, bucket: &str, action: &str) -> Error {
         BucketError::NoSuchBucket(_) => {
             Error::InvalidParameterValue(format!("The bucket '{bucket}' does not exist"))
         }
+        // The embedded buckets say only the bucket's name; an external
+        // store's backend says why (a grant missing, the store refusing).
+        BucketError::AccessDenied(detail) if detail != bucket => {
+            Error::InvalidParameterValue(format!("Access to bucket '{bucket}' is denied: {detail}"))
+        }
         BucketError::AccessDenied(_) => Error::InvalidParameterValue(format!(
             "Access to bucket '{bucket}' is denied: the bucket is not yours and its policy does not grant you {action}"
         )),
@@ -313,15 +318,8 @@ impl Hangar {
                 "The object key '{object_key}' is too long (at most 1024 bytes)"
             ))
         })?;
-        let principal = Principal::Account(caller.clone());
-        let request = AccessRequest {
-            principal: &principal,
-            action: actions::PUT_OBJECT,
-            key: Some(&object_key),
-            secure_transport: true,
-        };
         let bucket = self
-            .authorize(bucket_name, &request)
+            .task_bucket(caller, bucket_name, actions::PUT_OBJECT, &object_key)
             .await
             .map_err(|error| bucket_error(error, bucket_name, actions::PUT_OBJECT))?;
         if bucket.region != caller.region {
@@ -330,15 +328,19 @@ impl Hangar {
                 bucket.name, bucket.region, caller.region
             )));
         }
+        let security = self
+            .bucket_security(&bucket)
+            .await
+            .map_err(|error| bucket_error(error, bucket_name, actions::PUT_OBJECT))?;
         if !self.settings.store_allow_public_buckets
-            && let Some(reason) = bucket_public_reason(&bucket)?
+            && let Some(reason) = security.public_reason
         {
             return Err(Error::InvalidParameterValue(format!(
                 "The bucket '{}' may be public ({reason}): AMIs are only stored in buckets that block all public access",
                 bucket.name
             )));
         }
-        let warnings: Vec<String> = encryption_warning(&bucket).into_iter().collect();
+        let warnings: Vec<String> = security.encryption_warning.into_iter().collect();
 
         // Not stored twice, and within the quota of work in progress.
         let in_progress = self.unfinished_tasks_of(caller).await?;
@@ -360,10 +362,9 @@ impl Hangar {
             }
         }
         if self
-            .store
-            .get_object(&bucket.name, &object_key)
-            .await?
-            .is_some()
+            .task_object_exists(&bucket, &object_key)
+            .await
+            .map_err(|error| bucket_error(error, bucket_name, actions::PUT_OBJECT))?
         {
             return Err(Error::InvalidParameterValue(format!(
                 "The image {} is already stored in bucket '{}' as '{object_key}': delete the object to store it again",
@@ -416,6 +417,59 @@ impl Hangar {
             object_key,
             warnings,
         })
+    }
+
+    /// The bucket of a store or restore request, as the registered
+    /// transfer's backend finds it (the embedded buckets' records, or an
+    /// external S3 store); without a transfer, the embedded rule.
+    async fn task_bucket(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: &'static str,
+        key: &str,
+    ) -> std::result::Result<Bucket, BucketError> {
+        if let Some(objects) = self.transfer().and_then(|transfer| transfer.objects()) {
+            return objects.bucket(self, caller, name, action, key).await;
+        }
+        let principal = Principal::Account(caller.clone());
+        let request = AccessRequest {
+            principal: &principal,
+            action,
+            key: Some(key),
+            secure_transport: true,
+        };
+        self.authorize(name, &request).await
+    }
+
+    /// The security settings the store rules read, from the same backend.
+    async fn bucket_security(
+        &self,
+        bucket: &Bucket,
+    ) -> std::result::Result<BucketSecurity, BucketError> {
+        if let Some(objects) = self.transfer().and_then(|transfer| transfer.objects()) {
+            return objects.security(bucket).await;
+        }
+        let public_reason = bucket_public_reason(bucket).map_err(|error| match error {
+            Error::Internal(detail) => BucketError::Internal(detail),
+            other => BucketError::Internal(other.to_string()),
+        })?;
+        Ok(BucketSecurity {
+            public_reason,
+            encryption_warning: encryption_warning(bucket),
+        })
+    }
+
+    /// Whether `key` exists in the bucket, from the same backend.
+    async fn task_object_exists(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+    ) -> std::result::Result<bool, BucketError> {
+        if let Some(objects) = self.transfer().and_then(|transfer| transfer.objects()) {
+            return Ok(objects.head_object(bucket, key).await?.is_some());
+        }
+        Ok(self.store.get_object(&bucket.name, key).await?.is_some())
     }
 
     /// `InvalidAMIName.Duplicate` when the caller has a live image of this
@@ -592,15 +646,13 @@ impl Hangar {
                 input.object_key
             ))
         })?;
-        let principal = Principal::Account(caller.clone());
-        let request = AccessRequest {
-            principal: &principal,
-            action: actions::GET_OBJECT,
-            key: Some(&input.object_key),
-            secure_transport: true,
-        };
         let bucket = self
-            .authorize(&input.bucket, &request)
+            .task_bucket(
+                caller,
+                &input.bucket,
+                actions::GET_OBJECT,
+                &input.object_key,
+            )
             .await
             .map_err(|error| bucket_error(error, &input.bucket, actions::GET_OBJECT))?;
         if bucket.region != caller.region {
@@ -609,11 +661,10 @@ impl Hangar {
                 bucket.name, bucket.region, caller.region
             )));
         }
-        if self
-            .store
-            .get_object(&bucket.name, &input.object_key)
-            .await?
-            .is_none()
+        if !self
+            .task_object_exists(&bucket, &input.object_key)
+            .await
+            .map_err(|error| bucket_error(error, &input.bucket, actions::GET_OBJECT))?
         {
             return Err(Error::InvalidParameterValue(format!(
                 "The object '{}' does not exist in bucket '{}'",

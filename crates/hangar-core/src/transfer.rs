@@ -7,7 +7,10 @@
 //! lives outside the domain, in `hangar-archive`, behind [`ImageTransfer`],
 //! which the server registers with [`Hangar::set_transfer`]. The bucket the
 //! object goes to is reached through [`ObjectBackend`]: the embedded buckets
-//! today (`hangar-s3`), an external S3 store later.
+//! (`hangar-s3`) or the buckets of an external S3 store (`hangar-external`).
+//! The backend also answers the bucket questions of the requests and tasks
+//! ([`ObjectBackend::bucket`], [`ObjectBackend::security`]), so the rules in
+//! `store.rs` read the same for both.
 //!
 //! [`StoredImage`] is what an archive carries about the image (everything
 //! but sharing), in the domain's terms; the archive crate writes it as its
@@ -19,6 +22,7 @@ use std::io::Read;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessRequest, Principal};
 use crate::blocks::{BLOCK_SIZE, BlockHash, is_all_zero};
 use crate::buckets::BucketError;
 use crate::error::Error;
@@ -81,11 +85,60 @@ pub struct StoredImage {
     pub stored_ms: i64,
 }
 
-/// Where store tasks write objects and restore tasks read them. All calls
-/// act on a bucket the domain already authorized; none checks access.
+/// What the store rules read about a bucket's security, as the backend
+/// found it (see [`ObjectBackend::security`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketSecurity {
+    /// Why the bucket counts as public (Block Public Access not fully on,
+    /// or a public policy), naming the rule; `None` when it does not.
+    pub public_reason: Option<String>,
+    /// Advice for the log (no default encryption); the store goes ahead.
+    pub encryption_warning: Option<String>,
+}
+
+/// Where store tasks write objects and restore tasks read them. The data
+/// calls act on a bucket that [`ObjectBackend::bucket`] returned; none of
+/// them checks access again.
 /// Reads return blocking readers: callers run them on blocking threads.
 #[async_trait]
 pub trait ObjectBackend: Send + Sync {
+    /// The bucket `name`, if `owner` may do `action` (`s3:PutObject`,
+    /// `s3:GetObject`) on `key` in it: `NoSuchBucket` when there is none,
+    /// `AccessDenied` when the owner may not. Asked by the request checks
+    /// and again by the task between parts. The default is the embedded
+    /// buckets' rule: the bucket's record and its policy
+    /// ([`Hangar::authorize`]).
+    async fn bucket(
+        &self,
+        hangar: &Hangar,
+        owner: &Caller,
+        name: &str,
+        action: &'static str,
+        key: &str,
+    ) -> Result<Bucket, BucketError> {
+        let principal = Principal::Account(owner.clone());
+        let request = AccessRequest {
+            principal: &principal,
+            action,
+            key: Some(key),
+            secure_transport: true,
+        };
+        hangar.authorize(name, &request).await
+    }
+    /// The bucket's security settings as the store rules read them. The
+    /// default reads the embedded bucket's record (Block Public Access,
+    /// policy, default encryption).
+    async fn security(&self, bucket: &Bucket) -> Result<BucketSecurity, BucketError> {
+        let public_reason =
+            crate::store::bucket_public_reason(bucket).map_err(|error| match error {
+                Error::Internal(detail) => BucketError::Internal(detail),
+                other => BucketError::Internal(other.to_string()),
+            })?;
+        Ok(BucketSecurity {
+            public_reason,
+            encryption_warning: crate::store::encryption_warning(bucket),
+        })
+    }
     /// Starts a multipart upload of `key`; returns its upload ID.
     async fn create_upload(
         &self,
@@ -106,6 +159,13 @@ pub trait ObjectBackend: Send + Sync {
         part_number: i32,
         data: bytes::Bytes,
     ) -> Result<String, BucketError>;
+    /// The ETag the store gives a part holding `data`, where it can be
+    /// computed (S3 stores: the hex MD5 of a part), so that a resumed task
+    /// keeps the parts the store already holds instead of sending them
+    /// again. `None` (the default): ETags are opaque, every part is sent.
+    fn part_etag(&self, _data: &[u8]) -> Option<String> {
+        None
+    }
     /// Parts stored so far: (number, ETag, size), in order.
     async fn list_parts(
         &self,
@@ -155,6 +215,12 @@ pub trait ImageTransfer: Send + Sync {
     /// Reads what an object holds, without restoring (request-time checks
     /// of `CreateRestoreImageTask`): `Err` when it is not an AMI archive.
     async fn inspect(&self, bucket: &Bucket, key: &str) -> Result<StoredImage, Error>;
+    /// The backend the work goes through, for the request checks (which
+    /// bucket, how secure, is the object there). `None`: the request checks
+    /// read the embedded buckets' records themselves.
+    fn objects(&self) -> Option<&dyn ObjectBackend> {
+        None
+    }
 }
 
 /// What the store and restore workers need from the domain, beyond the

@@ -68,6 +68,10 @@ pub struct Gateway {
     service: S3Service,
     dev_default_account: Option<String>,
     regions: Vec<String>,
+    /// Set when the deployment keeps its buckets in an external S3 store
+    /// (`[buckets] backend = "external"`): every request is refused, naming
+    /// the store (see [`Gateway::refuse_for_external_store`]).
+    external_store: Option<String>,
 }
 
 /// Query parameters of a presigned URL, removed in dev mode.
@@ -103,7 +107,17 @@ impl Gateway {
             service: builder.build(),
             dev_default_account,
             regions,
+            external_store: None,
         }
+    }
+
+    /// Refuses every S3 request with `NotImplemented` (501), naming
+    /// `store`: with external buckets the embedded ones are not served,
+    /// because their object files live on one node while several nodes
+    /// answer the endpoint; clients use the external store directly.
+    pub fn refuse_for_external_store(mut self, store: String) -> Self {
+        self.external_store = Some(store);
+        self
     }
 
     /// Serves one S3 request.
@@ -114,6 +128,20 @@ impl Gateway {
     {
         let (mut parts, body) = request.into_parts();
         let body = request_body(&parts, body);
+        if let Some(store) = &self.external_store {
+            // Dropped through the pump: a small body is drained, so the
+            // client reads the error rather than a reset.
+            drop(body);
+            return error_response(
+                S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    format!(
+                        "This deployment keeps its buckets in an external S3 store ({store}); use it directly"
+                    ),
+                ),
+                request_id,
+            );
+        }
         if let Some(default_account) = &self.dev_default_account {
             match self.dev_caller(&parts, default_account) {
                 Ok(Some(caller)) => {

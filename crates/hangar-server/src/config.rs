@@ -528,10 +528,18 @@ pub struct BlocksConfig {
     pub gc_grace_secs: u64,
 }
 
-/// The embedded buckets' housekeeping.
+/// Where the buckets of store and restore tasks live, and the embedded
+/// buckets' housekeeping.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketsConfig {
+    /// `"embedded"` (Hangar's own S3 buckets, served on its endpoint) or
+    /// `"external"` (the buckets of the S3 store `[storage.s3]` names;
+    /// Hangar's S3 API is then refused). See `docs/deployment.md`.
+    #[serde(default = "default_buckets_backend")]
+    pub backend: String,
+    #[serde(default)]
+    pub external: ExternalBucketsConfig,
     /// How often object files that no record names are removed, and
     /// abandoned multipart uploads aborted, in seconds (0 disables both).
     #[serde(default = "default_collect_interval_secs")]
@@ -557,9 +565,89 @@ fn default_abandoned_upload_secs() -> u64 {
     7 * 24 * 3600
 }
 
+fn default_buckets_backend() -> String {
+    "embedded".into()
+}
+
+/// `[buckets.external]`: who may use which bucket of the external store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBucketsConfig {
+    /// Bucket name → the account IDs that may store AMIs to it and restore
+    /// from it. Empty (the default): every account may use every bucket
+    /// the service's S3 credentials reach (logged as a warning at start-up).
+    #[serde(default)]
+    pub grants: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The bucket backend `[buckets] backend` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketsBackend {
+    Embedded,
+    External,
+}
+
+impl BucketsConfig {
+    /// The backend, or one line naming `buckets.backend`.
+    pub fn backend(&self) -> anyhow::Result<BucketsBackend> {
+        match self.backend.as_str() {
+            "embedded" => Ok(BucketsBackend::Embedded),
+            "external" => Ok(BucketsBackend::External),
+            other => bail!("buckets.backend: {other:?} is neither \"embedded\" nor \"external\""),
+        }
+    }
+
+    /// Checks `[buckets]` (called by [`Config::validate`]): the backend,
+    /// the grants, and for an external backend the `[storage.s3]`
+    /// connection it uses.
+    fn validate(&self, storage: &StorageConfig) -> anyhow::Result<()> {
+        let backend = self.backend()?;
+        for (bucket, accounts) in &self.external.grants {
+            hangar_core::buckets::validate_bucket_name(bucket).map_err(|error| {
+                anyhow::anyhow!("buckets.external.grants: {bucket:?} is not a bucket name: {error}")
+            })?;
+            for account in accounts {
+                if account.len() != 12 || !account.bytes().all(|byte| byte.is_ascii_digit()) {
+                    bail!(
+                        "buckets.external.grants.{bucket}: {account:?} is not a 12-digit account ID"
+                    );
+                }
+            }
+        }
+        if backend == BucketsBackend::External {
+            storage.external_buckets_config(self)?;
+        } else if !self.external.grants.is_empty() {
+            bail!("buckets.external.grants is set but buckets.backend is not \"external\"");
+        }
+        Ok(())
+    }
+}
+
+impl StorageConfig {
+    /// The connection of the external buckets: the `[storage.s3]` store,
+    /// with its secret resolved as for the S3 block store, and the grants.
+    pub fn external_buckets_config(
+        &self,
+        buckets: &BucketsConfig,
+    ) -> anyhow::Result<hangar_external::ExternalConfig> {
+        // The block store's resolution of endpoint, region and secret (file,
+        // environment, credential chain), without its bucket.
+        let connection = self.s3_block_config(String::new(), String::new())?;
+        Ok(hangar_external::ExternalConfig {
+            endpoint: connection.endpoint,
+            region: connection.region,
+            access_key_id: connection.access_key_id,
+            secret_access_key: connection.secret_access_key,
+            grants: buckets.external.grants.clone(),
+        })
+    }
+}
+
 impl Default for BucketsConfig {
     fn default() -> Self {
         Self {
+            backend: default_buckets_backend(),
+            external: ExternalBucketsConfig::default(),
             collect_interval_secs: default_collect_interval_secs(),
             orphan_grace_secs: default_orphan_grace_secs(),
             abandoned_upload_secs: default_abandoned_upload_secs(),
@@ -700,6 +788,7 @@ impl Config {
             );
         }
         self.usage.report_delay_ms()?;
+        self.buckets.validate(&self.storage)?;
         if self.regions.is_empty() {
             bail!("regions must name at least one region");
         }

@@ -25,7 +25,7 @@ use hangar_core::{Hangar, Settings};
 use hangar_meta::{PostgresStore, SqliteStore};
 
 pub use config::Config;
-use config::{BlocksEngine, MetadataEngine};
+use config::{BlocksEngine, BucketsBackend, MetadataEngine};
 
 use crate::auth::Authenticator;
 use crate::state::AppState;
@@ -85,6 +85,32 @@ async fn open_storage(
         ),
     };
     Ok((store, blocks))
+}
+
+/// The external buckets of `[buckets] backend = "external"` (through the
+/// `[storage.s3]` connection), or `None` for the embedded buckets.
+async fn open_external_buckets(
+    config: &Config,
+) -> anyhow::Result<Option<hangar_external::ExternalBuckets>> {
+    if config.buckets.backend()? != BucketsBackend::External {
+        return Ok(None);
+    }
+    let settings = config.storage.external_buckets_config(&config.buckets)?;
+    let external = hangar_external::ExternalBuckets::connect(settings)
+        .await
+        .map_err(|error| anyhow::anyhow!("buckets.backend = \"external\": storage.s3: {error}"))?;
+    if external.isolates_accounts() {
+        tracing::info!(
+            store = external.endpoint_description(),
+            "external buckets: each account may use only the buckets [buckets.external] grants it"
+        );
+    } else {
+        tracing::warn!(
+            store = external.endpoint_description(),
+            "external buckets: no [buckets.external] grants are configured, so accounts are not isolated from each other in the external store: every account may store AMIs to and restore from every bucket the service's S3 credentials reach"
+        );
+    }
+    Ok(Some(external))
 }
 
 /// Builds the application state from the configuration.
@@ -165,8 +191,16 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
     }
     let authenticator = Authenticator::from_config(&config);
     let hangar = Arc::new(hangar);
-    // Store and restore tasks write to and read from the embedded buckets.
-    let objects = hangar_s3::embedded::EmbeddedObjects::new(&hangar, object_files.clone());
+    // Store and restore tasks write to and read from the embedded buckets,
+    // or the buckets of the external S3 store.
+    let external = open_external_buckets(&config).await?;
+    let objects: Arc<dyn hangar_core::transfer::ObjectBackend> = match &external {
+        Some(external) => Arc::new(external.clone()),
+        None => Arc::new(hangar_s3::embedded::EmbeddedObjects::new(
+            &hangar,
+            object_files.clone(),
+        )),
+    };
     let transfer_options = hangar_transfer::TransferOptions {
         part_size: usize::try_from(config.store.part_size_mib)
             .unwrap_or(16)
@@ -174,7 +208,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         ..hangar_transfer::TransferOptions::default()
     };
     hangar.set_transfer(Arc::new(hangar_transfer::Transfer::new(
-        Arc::new(objects),
+        objects,
         transfer_options,
     )));
     let s3_mode = if config.dev_mode() {
@@ -200,6 +234,10 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<AppState>> {
         s3_mode,
         config.regions.clone(),
     );
+    let s3 = match &external {
+        Some(external) => s3.refuse_for_external_store(external.endpoint_description().to_owned()),
+        None => s3,
+    };
     // At most `[store] concurrency` + 1 tasks run at once: the stores and
     // restores, and a slot so a quick image build is not stuck behind them.
     let task_concurrency = config.store.concurrency + 1;
@@ -247,6 +285,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // Which engines serve this node; no password or secret key.
         metadata = %state.config.storage.metadata_engine()?.describe(),
         blocks = %state.config.storage.blocks_engine()?.describe(),
+        buckets = %state.config.buckets.backend,
         startup_ms = started.elapsed().as_millis() as u64,
         "hangar is ready"
     );

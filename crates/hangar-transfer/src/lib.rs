@@ -34,7 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use hangar_archive::{
     ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, UnverifiedBlock, encode_block_into,
 };
-use hangar_core::access::{AccessRequest, Principal, actions};
+use hangar_core::access::actions;
 use hangar_core::blocks::BlockHash;
 use hangar_core::buckets::BucketError;
 use hangar_core::model::{Bucket, Image, ImageState, SnapshotState, Tag, Task, TaskWork};
@@ -238,15 +238,8 @@ impl Transfer {
         bucket: &str,
         key: &str,
     ) -> Result<Bucket, Error> {
-        let principal = Principal::Account(owner.clone());
-        let request = AccessRequest {
-            principal: &principal,
-            action: actions::PUT_OBJECT,
-            key: Some(key),
-            secure_transport: true,
-        };
-        hangar
-            .authorize(bucket, &request)
+        self.backend
+            .bucket(hangar, owner, bucket, actions::PUT_OBJECT, key)
             .await
             .map_err(|error| match error {
                 BucketError::NoSuchBucket(_) => {
@@ -388,6 +381,14 @@ impl Transfer {
             .await?;
         let image = match hangar.image_record(&image_id).await? {
             Some(image) if image.state == ImageState::Available => image,
+            // Deregistered before the task began (the runner may pick the
+            // task up a moment after the request): the same reason as a
+            // deregistration during the work.
+            Some(image) if image.state == ImageState::Deregistered => {
+                return Err(failed(format!(
+                    "The image {image_id} was deregistered before the task started"
+                )));
+            }
             _ => {
                 return Err(failed(format!(
                     "The image {image_id} is no longer available"
@@ -398,18 +399,29 @@ impl Transfer {
         manifest.stored_ms = task.created_ms;
         self.check_source(hangar, &image_id, &snapshots).await?;
 
-        // The upload: the task's own (resumed), or a new one.
-        let upload_id = match upload_id {
-            Some(upload_id)
-                if self
-                    .backend
-                    .list_parts(&bucket_record, &object_key, &upload_id)
-                    .await
-                    .is_ok() =>
+        // The upload: the task's own (resumed, with the parts the store
+        // already holds), or a new one.
+        let mut stored_parts: BTreeMap<i32, (String, i64)> = BTreeMap::new();
+        let resumed = match upload_id {
+            Some(upload_id) => match self
+                .backend
+                .list_parts(&bucket_record, &object_key, &upload_id)
+                .await
             {
-                upload_id
-            }
-            _ => {
+                Ok(listed) => {
+                    stored_parts = listed
+                        .into_iter()
+                        .map(|(number, etag, size)| (number, (etag, size)))
+                        .collect();
+                    Some(upload_id)
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let upload_id = match resumed {
+            Some(upload_id) => upload_id,
+            None => {
                 let metadata = BTreeMap::from([
                     ("ami-name".to_owned(), header_safe(&image.name)),
                     (
@@ -597,6 +609,19 @@ impl Transfer {
                 // Parts upload in the background (encrypted and fsynced
                 // there) while the next one is encoded; at most
                 // `UPLOADS_IN_FLIGHT` at a time.
+                // A resumed task keeps a part the store already holds
+                // when it is byte for byte this one (the archive of the
+                // same image encodes the same), where the backend can tell.
+                let (kept, data) = self
+                    .already_stored(stored_parts.get(&next_part), data)
+                    .await?;
+                if let Some(etag) = kept {
+                    parts.push((next_part, etag));
+                    buffer.give_back(data);
+                    let progress = (blocks_done * 100 / total_blocks.max(1)) as i64;
+                    hangar.report_task_progress(task, progress).await?;
+                    continue;
+                }
                 if in_flight.len() >= UPLOADS_IN_FLIGHT
                     && let Some(oldest) = in_flight.pop_front()
                 {
@@ -616,6 +641,8 @@ impl Transfer {
             while let Some(handle) = in_flight.pop_front() {
                 parts.push(finish_upload(handle, &bucket).await?);
             }
+            // Kept parts were listed as they came, uploads as they ended.
+            parts.sort_by_key(|(number, _)| *number);
             Ok::<_, Error>((parts, uploaded))
         };
         let (produced, consumed) = futures::join!(produce, consume);
@@ -655,6 +682,36 @@ impl Transfer {
             "store task finished"
         );
         Ok(())
+    }
+}
+
+impl Transfer {
+    /// The ETag of the part the store holds under this number, when it
+    /// holds exactly `data` (same size, same ETag as the backend computes
+    /// it); `None` when the part must be sent. `data` comes back either way.
+    async fn already_stored(
+        &self,
+        stored: Option<&(String, i64)>,
+        data: Vec<u8>,
+    ) -> Result<(Option<String>, Vec<u8>), Error> {
+        let Some((etag, size)) = stored else {
+            return Ok((None, data));
+        };
+        if usize::try_from(*size).ok() != Some(data.len()) {
+            return Ok((None, data));
+        }
+        let backend = self.backend.clone();
+        // Hashing a part is milliseconds of CPU: off the runtime's threads.
+        let (computed, data) = tokio::task::spawn_blocking(move || {
+            let computed = backend.part_etag(&data);
+            (computed, data)
+        })
+        .await
+        .map_err(|error| Error::Internal(error.to_string()))?;
+        let kept = computed
+            .filter(|computed| computed.eq_ignore_ascii_case(etag))
+            .map(|_| etag.clone());
+        Ok((kept, data))
     }
 }
 
@@ -750,6 +807,10 @@ impl ImageTransfer for Transfer {
         }
     }
 
+    fn objects(&self) -> Option<&dyn ObjectBackend> {
+        Some(self.backend.as_ref())
+    }
+
     async fn inspect(&self, bucket: &Bucket, key: &str) -> Result<StoredImage, Error> {
         let (_, reader) = self
             .backend
@@ -810,15 +871,9 @@ impl Transfer {
             return Err(Error::Internal("not a restore task".into()));
         };
         let owner = owner_of(task);
-        let principal = Principal::Account(owner.clone());
-        let access = AccessRequest {
-            principal: &principal,
-            action: actions::GET_OBJECT,
-            key: Some(&object_key),
-            secure_transport: true,
-        };
-        let bucket_record = hangar
-            .authorize(&bucket, &access)
+        let bucket_record = self
+            .backend
+            .bucket(hangar, &owner, &bucket, actions::GET_OBJECT, &object_key)
             .await
             .map_err(|error| failed(format!("Cannot read the bucket {bucket}: {error}")))?;
         let (object, reader) = self
