@@ -18,7 +18,9 @@ printed reason when moto_server is not installed.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 import uuid
 
 import botocore.exceptions
@@ -29,7 +31,7 @@ from datahelpers import (assert_same_disk, make_disk, read_disk, register, uniqu
                          write_disk)
 from test_s3_buckets import aws_text, s3_client
 from test_storage_backends import MOTO_KEY, MOTO_SECRET, moto, moto_s3  # noqa: F401 - fixture
-from test_store_restore import wait_store
+from test_store_restore import random_disk, wait_store
 
 ALL_BLOCKED = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                "RestrictPublicBuckets": True}
@@ -267,6 +269,86 @@ def test_grants_isolate_accounts(make_server, moto):
     assert_same_disk(back, disk, "restored from a granted bucket")
     assert alice.create_restore_image_task(Bucket=shared, ObjectKey=shared_key,
                                            Name=unique("r"))["ImageId"]
+
+
+def in_progress_upload(s3, bucket: str, parts: int, timeout: float = 60.0) -> tuple:
+    """Waits for the task's upload to hold at least `parts` parts; returns
+    (key, upload ID, part numbers stored)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            listed = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            numbers = [part["PartNumber"] for part in listed.get("Parts", [])]
+            if len(numbers) >= parts:
+                return upload["Key"], upload["UploadId"], numbers
+        assert time.monotonic() < deadline, "the store task's upload never got its parts"
+        time.sleep(0.02)
+
+
+def test_an_aborted_upload_fails_the_task(make_server, moto):
+    s3 = moto_s3(moto)
+    bucket = make_bucket(s3, name("abort"))
+    hangar = make_server(extra_config=external_config(moto))
+    ec2 = hangar.client("alice", service="ec2")
+    ebs = hangar.client("alice", service="ebs")
+    snapshot_id = write_disk(ebs, random_disk(160, seed=51), volume_size=1)
+    image_id = register(ec2, snapshot_id, name=unique("abort"))
+    wait_image(ec2, image_id)
+    ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
+    key, upload_id, _ = in_progress_upload(s3, bucket, parts=1)
+    # Someone aborts the upload in the store while the task writes it.
+    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    task = wait_store(ec2, image_id, timeout=120)
+    assert task["StoreTaskState"] == "Failed", f"{task}"
+    assert "was aborted during the task" in task["StoreTaskFailureReason"], f"{task}"
+    assert task["ProgressPercentage"] < 100
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_sigkill_mid_upload_resumes_and_keeps_the_stored_parts(make_server, moto, tmp_path):
+    s3 = moto_s3(moto)
+    bucket = make_bucket(s3, name("resume"))
+    hangar = make_server(extra_config=external_config(moto))
+    ec2 = hangar.client("alice", service="ec2")
+    ebs = hangar.client("alice", service="ebs")
+    disk = random_disk(256, seed=52)
+    snapshot_id = write_disk(ebs, disk, volume_size=1)
+    image_id = register(ec2, snapshot_id, name=unique("resume"))
+    wait_image(ec2, image_id)
+    key = ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)["ObjectKey"]
+    _, upload_id, stored_before = in_progress_upload(s3, bucket, parts=3)
+    progress = [ec2.describe_store_image_tasks(ImageIds=[image_id])
+                ["StoreImageTaskResults"][0]["ProgressPercentage"]]
+    hangar.kill9()
+    hangar.start()
+    ec2 = hangar.client("alice", service="ec2")
+    deadline = time.monotonic() + 120
+    while True:
+        task = ec2.describe_store_image_tasks(ImageIds=[image_id])["StoreImageTaskResults"][0]
+        progress.append(task["ProgressPercentage"])
+        if task["StoreTaskState"] != "InProgress":
+            break
+        assert time.monotonic() < deadline, f"{task}"
+        time.sleep(0.05)
+    assert task["StoreTaskState"] == "Completed", f"{task}"
+    assert progress == sorted(progress), f"progress went backwards: {progress}"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    # The same upload was completed, and the parts the store held at the
+    # kill were not sent again: moto logged one UploadPart for each.
+    sent = re.findall(rf"partNumber=(\d+)&uploadId={re.escape(upload_id)}",
+                      (tmp_path / "moto.log").read_text())
+    assert sent, "no UploadPart of the task's upload in moto's log"
+    for number in stored_before:
+        assert sent.count(str(number)) == 1, (number, sorted(map(int, sent)))
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert int(head["ETag"].strip('"').split("-")[1]) > len(stored_before)
+    restored = ec2.create_restore_image_task(Bucket=bucket, ObjectKey=key,
+                                             Name=unique("back"))["ImageId"]
+    image = wait_image(ec2, restored, "available", timeout=120)
+    got, _ = read_disk(hangar.client("alice", service="ebs"),
+                       image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"], len(disk))
+    assert_same_disk(got, disk, "restored after a crash mid-upload")
 
 
 @pytest.mark.parametrize("buckets, key", [

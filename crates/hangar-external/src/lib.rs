@@ -31,6 +31,7 @@
 
 mod reader;
 mod rules;
+mod xml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -266,7 +267,10 @@ impl Failure {
 
     /// The domain's error for a request about an upload.
     fn for_upload(self, bucket: &str, upload_id: &str) -> BucketError {
-        if self.is("NoSuchUpload") {
+        // A 404 without a document (moto's answer to a part of an aborted
+        // upload) is the upload gone; a deleted bucket says NoSuchBucket,
+        // and the task's bucket check between parts finds it too.
+        if self.is("NoSuchUpload") || (self.code.is_none() && self.status == Some(404)) {
             return BucketError::NoSuchUpload(upload_id.to_owned());
         }
         if self.is("NoSuchBucket") {
@@ -358,6 +362,35 @@ impl ExternalBuckets {
             encryption: BucketEncryption::default(),
             revision: 0,
         })
+    }
+
+    /// Whether the upload is still there: one short `ListParts`.
+    async fn first_parts(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), BucketError> {
+        match self
+            .client_for(&bucket.region)
+            .list_parts()
+            .bucket(&bucket.name)
+            .key(key)
+            .upload_id(upload_id)
+            .max_parts(1)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let failure = failure_of(&error);
+                // An answer the SDK cannot read is still an answer.
+                if failure.status == Some(200) {
+                    return Ok(());
+                }
+                Err(failure.for_upload(&bucket.name, upload_id))
+            }
+        }
     }
 
     /// The security settings of `bucket`, judged by [`public_reason`] and
@@ -503,9 +536,23 @@ impl ObjectBackend for ExternalBuckets {
             .part_number(part_number)
             .body(ByteStream::from(data))
             .send()
-            .await
-            .map_err(|error| failure_of(&error).for_upload(&bucket.name, upload_id))?;
-        Ok(bare_etag(output.e_tag()))
+            .await;
+        match output {
+            Ok(output) => Ok(bare_etag(output.e_tag())),
+            Err(error) => {
+                let refused = failure_of(&error).for_upload(&bucket.name, upload_id);
+                // Some stores answer a part of an aborted upload with a bare
+                // 500 (moto): ask whether the upload is still there, so the
+                // task says what happened.
+                if matches!(refused, BucketError::Internal(_))
+                    && let Err(gone @ BucketError::NoSuchUpload(_)) =
+                        self.first_parts(bucket, key, upload_id).await
+                {
+                    return Err(gone);
+                }
+                Err(refused)
+            }
+        }
     }
 
     fn part_etag(&self, data: &[u8]) -> Option<String> {
@@ -524,26 +571,56 @@ impl ObjectBackend for ExternalBuckets {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let output = client
+            let answer = client
                 .list_parts()
                 .bucket(&bucket.name)
                 .key(key)
                 .upload_id(upload_id)
                 .set_part_number_marker(marker.clone())
                 .send()
-                .await
-                .map_err(|error| failure_of(&error).for_upload(&bucket.name, upload_id))?;
-            for part in output.parts() {
-                parts.push((
-                    part.part_number().unwrap_or(0),
-                    bare_etag(part.e_tag()),
-                    part.size().unwrap_or(0),
-                ));
-            }
-            match output.next_part_number_marker() {
-                Some(next) if output.is_truncated() == Some(true) => {
-                    marker = Some(next.to_owned());
+                .await;
+            let (page, next) = match answer {
+                Ok(output) => (
+                    output
+                        .parts()
+                        .iter()
+                        .map(|part| {
+                            (
+                                part.part_number().unwrap_or(0),
+                                bare_etag(part.e_tag()),
+                                part.size().unwrap_or(0),
+                            )
+                        })
+                        .collect(),
+                    output
+                        .next_part_number_marker()
+                        .filter(|_| output.is_truncated() == Some(true))
+                        .map(str::to_owned),
+                ),
+                Err(error) => {
+                    // A 200 the SDK cannot read (moto's `ListPartsResponse`
+                    // root): read the document itself.
+                    let body = error
+                        .raw_response()
+                        .and_then(|response| response.body().bytes())
+                        .map(<[u8]>::to_vec);
+                    let failure = failure_of(&error);
+                    match body {
+                        Some(body) if failure.status == Some(200) && failure.code.is_none() => {
+                            xml::parts_page(&body).map_err(|detail| {
+                                BucketError::Internal(format!(
+                                    "external S3 store: ListParts answer unreadable: {detail}"
+                                ))
+                            })?
+                        }
+                        _ => return Err(failure.for_upload(&bucket.name, upload_id)),
+                    }
                 }
+            };
+            parts.extend(page);
+            match next {
+                // A marker that does not move would list forever.
+                Some(next) if Some(&next) != marker.as_ref() => marker = Some(next),
                 _ => break,
             }
         }

@@ -415,7 +415,20 @@ impl Transfer {
                         .collect();
                     Some(upload_id)
                 }
-                Err(_) => None,
+                Err(BucketError::NoSuchUpload(_)) => None,
+                Err(error) => {
+                    // The upload cannot be continued: drop it rather than
+                    // leave it behind, and start a new one.
+                    tracing::warn!(%error, upload_id, "cannot list the parts of the task's upload; starting a new upload");
+                    if let Err(error) = self
+                        .backend
+                        .abort_upload(&bucket_record, &object_key, &upload_id)
+                        .await
+                    {
+                        tracing::warn!(%error, upload_id, "cannot abort the task's earlier upload");
+                    }
+                    None
+                }
             },
             None => None,
         };
