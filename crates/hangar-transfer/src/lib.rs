@@ -666,6 +666,10 @@ impl Transfer {
         self.check_source(hangar, &image_id, &snapshots).await?;
         self.writable_bucket(hangar, &owner, &bucket, &object_key)
             .await?;
+        // Completing is irreversible: only while this node still holds the
+        // task's lease (a node that lost it waits here until its run is
+        // dropped, and the new holder completes the upload).
+        hangar.confirm_task_lease(task).await?;
         let object = self
             .backend
             .complete_upload(&bucket_record, &object_key, &upload_id, parts)
