@@ -31,7 +31,7 @@
 
 mod reader;
 mod rules;
-mod xml;
+pub mod xml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

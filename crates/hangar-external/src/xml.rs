@@ -1,14 +1,16 @@
-//! A tolerant reading of the few S3 documents the SDK refuses from some
+//! A small XML tree reader (namespaces dropped, text trimmed), used for a
+//! tolerant reading of the few S3 documents the SDK refuses from some
 //! stores: moto names the roots of its `ListParts` and
 //! `CompleteMultipartUpload` answers `…Response` instead of `…Result`, and
 //! the SDK checks the root's name. The contents are S3's, so they are read
-//! here whatever the root is called (namespaces dropped, text trimmed).
+//! here whatever the root is called. The `hangar` CLI reads EC2 replies
+//! with the same tree.
 
 use quick_xml::events::Event;
 
 /// One element: its local name, trimmed text and children.
-#[derive(Debug, Default)]
-pub(crate) struct Node {
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Node {
     pub name: String,
     pub text: String,
     pub children: Vec<Node>,
@@ -19,17 +21,30 @@ impl Node {
         self.children.iter().find(|child| child.name == name)
     }
 
+    /// Follows a path of child names.
+    pub fn find(&self, path: &[&str]) -> Option<&Node> {
+        path.iter().try_fold(self, |node, name| node.child(name))
+    }
+
+    /// The `item` children of child `name` (an EC2 list).
+    pub fn items(&self, name: &str) -> impl Iterator<Item = &Node> {
+        self.child(name)
+            .into_iter()
+            .flat_map(|list| list.children.iter().filter(|item| item.name == "item"))
+    }
+
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
         self.children.iter().filter(move |child| child.name == name)
     }
 
-    fn text_of(&self, name: &str) -> Option<&str> {
+    /// The text of child `name`, if present.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
         self.child(name).map(|child| child.text.as_str())
     }
 }
 
 /// The root element of `body`.
-pub(crate) fn parse(body: &[u8]) -> Result<Node, String> {
+pub fn parse(body: &[u8]) -> Result<Node, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the document is not UTF-8".to_owned())?;
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Node> = vec![Node::default()];

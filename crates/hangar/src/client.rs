@@ -1,7 +1,7 @@
 //! A small EC2 client for the client commands: one HTTP/1.1 connection per
 //! request (http, or https through rustls), EC2 Query POSTs signed with
 //! hangar-auth's SigV4 functions (the code the server verifies with), and
-//! replies read into a tiny XML tree with quick-xml.
+//! replies read into a tiny XML tree (`hangar_external::xml`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use hangar_auth::{ParsedAuth, RequestParts, SecretKey, UriEncoding};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use quick_xml::events::Event;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
@@ -429,107 +428,12 @@ fn sign(
         .body(Full::new(form))?)
 }
 
-/// One XML element: local name, text, children.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub name: String,
-    pub text: String,
-    pub children: Vec<Node>,
-}
-
-impl Node {
-    /// The first child named `name`.
-    pub fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|child| child.name == name)
-    }
-
-    /// Follows a path of child names.
-    pub fn find(&self, path: &[&str]) -> Option<&Node> {
-        path.iter().try_fold(self, |node, name| node.child(name))
-    }
-
-    /// The text of child `name`, if present.
-    pub fn text_of(&self, name: &str) -> Option<&str> {
-        self.child(name).map(|child| child.text.as_str())
-    }
-
-    /// The `item` children of child `name` (an EC2 list).
-    pub fn items(&self, name: &str) -> impl Iterator<Item = &Node> {
-        self.child(name)
-            .into_iter()
-            .flat_map(|list| list.children.iter().filter(|item| item.name == "item"))
-    }
-}
+pub use hangar_external::xml::Node;
 
 /// Parses an XML document into a [`Node`] tree (namespaces dropped, text
-/// trimmed).
+/// trimmed): the reader the external S3 store's documents go through too.
 pub fn parse_xml(body: &[u8]) -> anyhow::Result<Node> {
-    let text = std::str::from_utf8(body).context("the reply is not UTF-8")?;
-    let mut reader = quick_xml::Reader::from_str(text);
-    let mut stack: Vec<Node> = vec![Node::default()];
-    let local = |name: &str| match name.rsplit_once(':') {
-        Some((_, local)) => local.to_string(),
-        None => name.to_string(),
-    };
-    loop {
-        match reader.read_event()? {
-            Event::Start(start) => stack.push(Node {
-                name: local(start.name().as_ref()),
-                ..Node::default()
-            }),
-            Event::Empty(empty) => {
-                let node = Node {
-                    name: local(empty.name().as_ref()),
-                    ..Node::default()
-                };
-                stack
-                    .last_mut()
-                    .ok_or_else(|| anyhow!("unbalanced XML"))?
-                    .children
-                    .push(node);
-            }
-            Event::End(_) => {
-                let mut node = stack.pop().ok_or_else(|| anyhow!("unbalanced XML"))?;
-                node.text = node.text.trim().to_string();
-                stack
-                    .last_mut()
-                    .ok_or_else(|| anyhow!("unbalanced XML"))?
-                    .children
-                    .push(node);
-            }
-            Event::Text(text) => {
-                if let Some(node) = stack.last_mut() {
-                    node.text.push_str(&text.xml10_content());
-                }
-            }
-            Event::CData(data) => {
-                if let Some(node) = stack.last_mut() {
-                    node.text.push_str(&data);
-                }
-            }
-            Event::GeneralRef(reference) => {
-                let resolved = match reference.resolve_char_ref()? {
-                    Some(character) => character.to_string(),
-                    None => {
-                        let name = reference.to_string();
-                        quick_xml::escape::resolve_predefined_entity(&name)
-                            .ok_or_else(|| anyhow!("unknown XML entity &{name};"))?
-                            .to_string()
-                    }
-                };
-                if let Some(node) = stack.last_mut() {
-                    node.text.push_str(&resolved);
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    let mut document = stack.pop().ok_or_else(|| anyhow!("unbalanced XML"))?;
-    if !stack.is_empty() || document.children.len() != 1 {
-        bail!("not one XML document");
-    }
-    Ok(document.children.remove(0))
+    hangar_external::xml::parse(body).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]
