@@ -321,13 +321,29 @@ impl Hangar {
         self.block_guard.read().await
     }
 
+    /// The wall time to pass to [`Hangar::restore_map_entries`], taken
+    /// before the first of a batch's [`Hangar::restore_block_file`] puts.
+    pub fn block_write_started(&self) -> i64 {
+        self.clock.wall_ms()
+    }
+
     /// Restore: records the map entries of blocks written by
-    /// [`Hangar::restore_block_file`], in one transaction.
+    /// [`Hangar::restore_block_file`] since `put_ms` (from
+    /// [`Hangar::block_write_started`]), in one transaction. The same time
+    /// fence as `PutSnapshotBlock`'s applies first: a batch that took more
+    /// than half the collectors' grace puts its blocks again, so a
+    /// collector on another node cannot have taken them.
     pub async fn restore_map_entries(
         &self,
         snapshot_id: &str,
         entries: &[(i64, String)],
+        put_ms: i64,
     ) -> Result<(), Error> {
+        for (_, value) in entries {
+            if let Some(hash) = BlockHash::from_hex(value) {
+                self.refresh_if_stale(&hash, put_ms).await?;
+            }
+        }
         Ok(self.store.put_blocks(snapshot_id, entries).await?)
     }
 

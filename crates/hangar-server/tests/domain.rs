@@ -281,3 +281,143 @@ async fn a_corrupt_block_is_an_error_not_data() {
         "{result:?}"
     );
 }
+
+/// A block store whose puts take `stall_ms` of the manual clock: a writer
+/// stalled between its block put and its map entry, as a slow disk, a long
+/// garbage-collection pause or a suspended VM would leave it.
+struct StallingBlocks {
+    inner: LocalBlockStore,
+    clock: Arc<ManualClock>,
+    stall_ms: std::sync::atomic::AtomicI64,
+    puts: std::sync::Mutex<Vec<BlockHash>>,
+}
+
+#[async_trait::async_trait]
+impl hangar_core::blocks::BlockStore for StallingBlocks {
+    async fn put(
+        &self,
+        hash: &BlockHash,
+        data: Vec<u8>,
+    ) -> Result<(), hangar_core::blocks::BlockError> {
+        self.puts.lock().unwrap().push(*hash);
+        let stall = self.stall_ms.load(std::sync::atomic::Ordering::SeqCst);
+        self.clock.set(self.clock.now_ms() + stall);
+        self.inner.put(hash, data).await
+    }
+    async fn get(&self, hash: &BlockHash) -> Result<Vec<u8>, hangar_core::blocks::BlockError> {
+        self.inner.get(hash).await
+    }
+    async fn delete(&self, hash: &BlockHash) -> Result<(), hangar_core::blocks::BlockError> {
+        self.inner.delete(hash).await
+    }
+    async fn list(
+        &self,
+        after: Option<&BlockHash>,
+        limit: usize,
+    ) -> Result<Vec<hangar_core::blocks::StoredBlock>, hangar_core::blocks::BlockError> {
+        self.inner.list(after, limit).await
+    }
+    async fn sweep_incomplete(&self) -> Result<usize, hangar_core::blocks::BlockError> {
+        self.inner.sweep_incomplete().await
+    }
+}
+
+/// The time fence that keeps collectors on other nodes off blocks a writer
+/// is about to reference (docs/deployment.md, "Block collection across
+/// nodes"): a writer that took more than half the grace between its put and
+/// its map entry puts the block again first, in PutSnapshotBlock and in a
+/// restore alike; a prompt writer puts it once.
+#[tokio::test]
+async fn a_stalled_block_writer_puts_its_block_again_before_the_map_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(NOW));
+    let blocks = Arc::new(StallingBlocks {
+        inner: LocalBlockStore::open(&dir.path().join("blocks")).unwrap(),
+        clock: clock.clone(),
+        stall_ms: 0.into(),
+        puts: Default::default(),
+    });
+    let store = SqliteStore::open(&dir.path().join("meta.sqlite"))
+        .await
+        .unwrap();
+    let settings = Settings::new("aws", vec!["us-east-1".into()]);
+    let hangar = Hangar::new(Arc::new(store), blocks.clone(), clock.clone(), settings);
+    let grace_ms = 60_000;
+    hangar.set_block_grace_ms(grace_ms);
+    let caller = alice();
+    let snapshot_id = hangar
+        .start_snapshot(
+            &caller,
+            StartSnapshotInput {
+                volume_size_gib: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .snapshot_id;
+    let puts_of = |hash: BlockHash| {
+        blocks
+            .puts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|put| **put == hash)
+            .count()
+    };
+    let put_block = |index: i64, data: Vec<u8>| {
+        let hangar = &hangar;
+        let caller = &caller;
+        let snapshot_id = &snapshot_id;
+        async move {
+            let checksum = BlockHash::of(&data).0;
+            hangar
+                .put_snapshot_block(
+                    caller,
+                    snapshot_id,
+                    index,
+                    data,
+                    BLOCK_SIZE as i64,
+                    checksum,
+                )
+                .await
+                .unwrap();
+        }
+    };
+
+    // PutSnapshotBlock, prompt then stalled.
+    put_block(0, block(3)).await;
+    assert_eq!(puts_of(BlockHash::of(&block(3))), 1);
+    blocks
+        .stall_ms
+        .store(grace_ms / 2 + 1, std::sync::atomic::Ordering::SeqCst);
+    put_block(1, block(5)).await;
+    assert_eq!(
+        puts_of(BlockHash::of(&block(5))),
+        2,
+        "a stalled PutSnapshotBlock puts its block again"
+    );
+
+    // A restore batch, prompt then stalled.
+    for (index, seed, stall, expected) in [(2, 7u8, 0, 1), (3, 9u8, grace_ms / 2 + 1, 2)] {
+        blocks
+            .stall_ms
+            .store(stall, std::sync::atomic::Ordering::SeqCst);
+        let data = block(seed);
+        let hash = BlockHash::of(&data);
+        let put_ms = hangar.block_write_started();
+        let value = hangar
+            .restore_block_file(&snapshot_id, 1, index, data, hash.0)
+            .await
+            .unwrap();
+        hangar
+            .restore_map_entries(&snapshot_id, &[(index, value)], put_ms)
+            .await
+            .unwrap();
+        assert_eq!(
+            puts_of(hash),
+            expected,
+            "restore block {index} (stall {stall} ms of a {grace_ms} ms grace)"
+        );
+    }
+}

@@ -1007,6 +1007,7 @@ impl Transfer {
                     }
                 }
                 let _writing = hangar.block_write_guard().await;
+                let put_ms = hangar.block_write_started();
                 let written = futures::future::try_join_all(pending.into_iter().map(
                     |(snapshot_id, volume_size_gib, index, block, position)| async move {
                         // Every block's SHA-256 is checked before it is
@@ -1045,7 +1046,9 @@ impl Transfer {
                     furthest = furthest.max(position);
                 }
                 for (snapshot_id, entries) in by_snapshot {
-                    hangar.restore_map_entries(&snapshot_id, &entries).await?;
+                    hangar
+                        .restore_map_entries(&snapshot_id, &entries, put_ms)
+                        .await?;
                 }
                 Ok::<_, Error>(furthest)
             })
