@@ -4,12 +4,17 @@
 //! request-time archive check read through it on blocking threads (the
 //! [`ObjectBackend`](hangar_core::transfer::ObjectBackend) contract), where
 //! waiting on the runtime is allowed.
+//!
+//! The two window buffers are reused for the whole object: a fresh 8 MiB
+//! buffer per window page-faults on every page of it, which cost a restore
+//! more CPU than decompressing (`scripts/bench-store`, external buckets).
 
 use std::io::Read;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
-use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -29,10 +34,13 @@ pub(crate) struct RangeReader {
     bucket: String,
     key: String,
     etag: String,
-    /// The window being handed out, from its first unread byte.
-    current: Bytes,
+    /// The window being handed out, and its first unread byte.
+    current: Vec<u8>,
+    at: usize,
     /// The next window, being fetched.
-    next: Option<JoinHandle<std::io::Result<Bytes>>>,
+    next: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
+    /// Window buffers handed out, for the next fetch to fill again.
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
     /// Where the next window to fetch starts, and where the object ends.
     fetch_at: u64,
     end: u64,
@@ -53,8 +61,10 @@ impl RangeReader {
             bucket,
             key,
             etag,
-            current: Bytes::new(),
+            current: Vec::new(),
+            at: 0,
             next: None,
+            spare: Arc::default(),
             fetch_at: start,
             end,
         }
@@ -79,12 +89,18 @@ impl RangeReader {
             self.key.clone(),
             self.etag.clone(),
         );
+        let mut buffer = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_default();
         self.next = Some(runtime.spawn(async move {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match fetch(&client, &bucket, &key, &etag, first, last).await {
-                    Ok(bytes) => return Ok(bytes),
+                match fetch(&client, &bucket, &key, &etag, first, last, &mut buffer).await {
+                    Ok(()) => return Ok(buffer),
                     Err(Fetch::Final(error)) => return Err(error),
                     Err(Fetch::Retry(error)) if attempt >= ATTEMPTS => return Err(error),
                     Err(Fetch::Retry(_)) => {}
@@ -107,8 +123,9 @@ async fn fetch(
     etag: &str,
     first: u64,
     last: u64,
-) -> Result<Bytes, Fetch> {
-    let output = client
+    buffer: &mut Vec<u8>,
+) -> Result<(), Fetch> {
+    let mut output = client
         .get_object()
         .bucket(bucket)
         .key(key)
@@ -131,24 +148,27 @@ async fn fetch(
                 _ => Fetch::Retry(std::io::Error::other(message)),
             }
         })?;
-    let bytes = output
-        .body
-        .collect()
-        .await
-        .map_err(|error| {
+    let expected = last - first + 1;
+    buffer.clear();
+    buffer.reserve(usize::try_from(expected).unwrap_or(0));
+    while let Some(chunk) = output.body.next().await {
+        let chunk = chunk.map_err(|error| {
             Fetch::Retry(std::io::Error::other(format!(
                 "reading {key} from the external store: {error}"
             )))
-        })?
-        .into_bytes();
-    let expected = last - first + 1;
-    if bytes.len() as u64 != expected {
+        })?;
+        if (buffer.len() + chunk.len()) as u64 > expected {
+            break;
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    if buffer.len() as u64 != expected {
         return Err(Fetch::Retry(std::io::Error::other(format!(
             "the external store sent {} bytes of {key} for a range of {expected}",
-            bytes.len()
+            buffer.len()
         ))));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 impl Read for RangeReader {
@@ -156,12 +176,19 @@ impl Read for RangeReader {
         if buffer.is_empty() {
             return Ok(0);
         }
-        if self.current.is_empty() {
+        if self.at >= self.current.len() {
             let Some(runtime) = self.runtime.clone() else {
                 return Err(std::io::Error::other(
                     "the external object reader was opened outside the runtime",
                 ));
             };
+            let spent = std::mem::take(&mut self.current);
+            self.at = 0;
+            if spent.capacity() > 0
+                && let Ok(mut spare) = self.spare.lock()
+            {
+                spare.push(spent);
+            }
             self.spawn_next(&runtime);
             let Some(next) = self.next.take() else {
                 return Ok(0);
@@ -172,8 +199,9 @@ impl Read for RangeReader {
             // One window ahead while this one is consumed.
             self.spawn_next(&runtime);
         }
-        let count = buffer.len().min(self.current.len());
-        buffer[..count].copy_from_slice(&self.current.split_to(count));
+        let count = buffer.len().min(self.current.len() - self.at);
+        buffer[..count].copy_from_slice(&self.current[self.at..self.at + count]);
+        self.at += count;
         Ok(count)
     }
 }
