@@ -5,6 +5,7 @@ anonymous callers, the owner), with boto3 and the AWS CLI."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -313,3 +314,60 @@ def test_dev_mode_unsigned_is_anonymous(make_server):
     assert error_code(client_error(anonymous.get_object, Bucket=name, Key="k")) == "AccessDenied"
     mine.delete_object(Bucket=name, Key="k")
     mine.delete_bucket(Bucket=name)
+
+
+def read_response(sock) -> tuple:
+    """One HTTP/1.1 response from a raw socket: (status, headers, body), or
+    None when the server closed the connection before answering."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+def test_refused_expect_continue_put_does_not_mistake_the_next_request_for_its_body(
+        server, bucket):
+    """A PUT with `Expect: 100-continue` refused before its body is asked
+    for: the client never sends the body, and its next request on the same
+    connection must not be read as that body (it would arrive with its
+    method cut short). botocore sends its next request right after such a
+    refusal; here the next request is already on the wire when the refusal
+    is written, which makes the race certain."""
+    import socket
+    import urllib.parse
+
+    _, name = bucket
+    endpoint = urllib.parse.urlsplit(server.endpoint)
+    with socket.create_connection((endpoint.hostname, endpoint.port), timeout=10) as sock:
+        host = f"{endpoint.hostname}:{endpoint.port}"
+        sock.sendall((f"PUT /{name}/site/x HTTP/1.1\r\nHost: {host}\r\n"
+                      "Content-Length: 1\r\nExpect: 100-continue\r\n\r\n").encode())
+        time.sleep(0.2)
+        sock.sendall((f"GET /{name}?list-type=2 HTTP/1.1\r\nHost: {host}\r\n\r\n").encode())
+        first = read_response(sock)
+        assert first is not None and first[0] == 403, first
+        assert b"AccessDenied" in first[2], first
+        second = read_response(sock)
+    # Either the refusal closed the connection (as it says), or the next
+    # request was read whole: anonymous ListObjectsV2 is AccessDenied too.
+    if second is None:
+        assert first[1].get("connection", "").lower() == "close", first[1]
+    else:
+        assert second[0] == 403 and b"AccessDenied" in second[2], second

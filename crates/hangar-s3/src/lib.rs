@@ -126,8 +126,25 @@ impl Gateway {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let (mut parts, body) = request.into_parts();
-        let body = request_body(&parts, body);
+        let (parts, body) = request.into_parts();
+        let (body, requested) = request_body(&parts, body);
+        let mut response = self.handle_parts(parts, body, request_id).await;
+        if requested.is_some_and(|requested| !requested.get()) {
+            // Answered without asking for the body: the client may or may
+            // not send it now, so the connection cannot be reused (pump.rs).
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn handle_parts(
+        &self,
+        mut parts: http::request::Parts,
+        body: Body,
+        request_id: &str,
+    ) -> Response<Body> {
         if let Some(store) = &self.external_store {
             // Dropped through the pump: a small body is drained, so the
             // client reads the error rather than a reset.
@@ -248,7 +265,7 @@ impl Gateway {
 
 /// The request's body for `s3s`: through the pump (see [`pump`]) when the
 /// request has one.
-fn request_body<B>(parts: &http::request::Parts, body: B) -> Body
+fn request_body<B>(parts: &http::request::Parts, body: B) -> (Body, Option<pump::Requested>)
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -268,7 +285,7 @@ where
     if length.is_some_and(|length| length > 0) || chunked {
         pump::pumped(body, length, expect_continue)
     } else {
-        body
+        (body, None)
     }
 }
 

@@ -11,8 +11,18 @@
 //! and discards the rest, up to [`DRAIN_LIMIT`] bytes, so the answer
 //! arrives whole and the connection stays usable. A larger remainder is
 //! dropped (the connection closes), as S3 does for refused huge uploads.
+//!
+//! A client that sent `Expect: 100-continue` and got a final answer before
+//! `100 Continue` does not send the body, and may send its next request on
+//! the same connection at once. The server cannot tell those bytes from a
+//! late body (HTTP/1.1 has no marker), so such an answer closes the
+//! connection ([`Requested`], `Connection: close`); otherwise the first
+//! bytes of the next request could be read as the unread body, and that
+//! request would arrive with a mangled method.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -31,6 +41,19 @@ struct Pumped {
     /// The body and the pump's sender, until the first read starts the
     /// pump (requests with `Expect: 100-continue`).
     deferred: Option<(Body, tokio::sync::mpsc::Sender<Result<Bytes, BoxError>>)>,
+    requested: Requested,
+}
+
+/// Whether the operation asked for a deferred body (one sent only after
+/// `100 Continue`). Answers to requests whose body was never asked for
+/// close the connection (see the module's notes).
+#[derive(Clone, Default)]
+pub struct Requested(Arc<AtomicBool>);
+
+impl Requested {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Stream for Pumped {
@@ -39,6 +62,7 @@ impl Stream for Pumped {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if let Some((body, tx)) = this.deferred.take() {
+            this.requested.0.store(true, Ordering::Release);
             tokio::spawn(pump(body, tx));
         }
         let item = std::task::ready!(this.rx.poll_recv(cx));
@@ -62,9 +86,11 @@ impl s3s::stream::ByteStream for Pumped {
 /// (the client waits for `100 Continue`, which the HTTP layer sends on the
 /// first read), nothing is read until the operation reads: a request refused
 /// before that never makes the client send its body. Otherwise the client
-/// sends the body anyway, and the pump starts at once.
-pub fn pumped(body: Body, length: Option<u64>, expect_continue: bool) -> Body {
+/// sends the body anyway, and the pump starts at once. With
+/// `expect_continue`, also returns whether the body was ever asked for.
+pub fn pumped(body: Body, length: Option<u64>, expect_continue: bool) -> (Body, Option<Requested>) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(4);
+    let requested = Requested::default();
     let deferred = if expect_continue {
         Some((body, tx))
     } else {
@@ -75,8 +101,9 @@ pub fn pumped(body: Body, length: Option<u64>, expect_continue: bool) -> Body {
         rx,
         remaining: length,
         deferred,
+        requested: requested.clone(),
     });
-    Body::from(stream)
+    (Body::from(stream), expect_continue.then_some(requested))
 }
 
 async fn pump(mut body: Body, tx: tokio::sync::mpsc::Sender<Result<Bytes, BoxError>>) {
@@ -112,15 +139,22 @@ mod tests {
     #[tokio::test]
     async fn forwards_everything_and_knows_the_length() {
         let inner = Body::from(Bytes::from_static(b"hello world"));
-        let mut body = pumped(inner, Some(11), false);
+        let (mut body, requested) = pumped(inner, Some(11), false);
+        assert!(requested.is_none());
         let mut out = Vec::new();
         while let Some(chunk) = body.next().await {
             out.extend_from_slice(&chunk.expect("chunk"));
         }
         assert_eq!(out, b"hello world");
         let inner = Body::from(Bytes::from_static(b"later"));
-        let mut body = pumped(inner, None, true);
+        let (mut body, requested) = pumped(inner, None, true);
+        let requested = requested.expect("a deferred body");
+        assert!(!requested.get());
         let chunk = body.next().await.expect("a chunk").expect("data");
         assert_eq!(&chunk[..], b"later");
+        assert!(requested.get());
+        let (body, requested) = pumped(Body::from(Bytes::from_static(b"x")), Some(1), true);
+        drop(body);
+        assert!(!requested.expect("a deferred body").get());
     }
 }
