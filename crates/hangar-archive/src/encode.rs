@@ -110,9 +110,12 @@ pub fn encode_block_into(
     let raw_len = raw.len() as u32;
     let mut frame = buffer;
     frame.clear();
-    frame.resize(FRAME_HEADER_LEN + raw.len(), 0);
-    // The payload must be strictly smaller than the block to be worth it: a
-    // destination of raw.len() - 1 bytes makes zstd give up early otherwise.
+    frame.resize(FRAME_HEADER_LEN, 0);
+    frame.reserve(raw.len());
+    // zstd writes after the header, into the buffer's spare capacity: no
+    // zero-filling of the payload first (a memset of every block).
+    let mut destination = std::io::Cursor::new(frame);
+    destination.set_position(FRAME_HEADER_LEN as u64);
     let compressed = COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let ready = match slot.as_mut() {
@@ -125,17 +128,19 @@ pub fn encode_block_into(
             }
         };
         let compressor = ready?;
-        let destination = &mut frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + raw.len() - 1];
-        compressor.compress_to_buffer(raw, destination).ok()
+        compressor.compress_to_buffer(raw, &mut destination).ok()
     });
+    let mut frame = destination.into_inner();
+    // The payload must be strictly smaller than the block to be worth it.
     let (codec, stored_len) = match compressed {
-        Some(n) if n > 0 && n < raw.len() => (CODEC_ZSTD, n),
+        Some(n) if n > 0 && n < raw.len() && frame.len() == FRAME_HEADER_LEN + n => (CODEC_ZSTD, n),
         _ => {
-            frame[FRAME_HEADER_LEN..].copy_from_slice(raw);
+            frame.truncate(FRAME_HEADER_LEN);
+            frame.resize(FRAME_HEADER_LEN, 0);
+            frame.extend_from_slice(raw);
             (CODEC_RAW, raw.len())
         }
     };
-    frame.truncate(FRAME_HEADER_LEN + stored_len);
     let header = FrameHeader {
         snapshot_index,
         block_index,

@@ -635,3 +635,57 @@ fn readers_stream_from_unbuffered_inputs() {
     sink.write_all(&bytes).unwrap();
     assert_eq!(sink, bytes);
 }
+
+/// A sink that keeps the frames it is handed, as the store task's parts do.
+#[derive(Default)]
+struct KeptFrames {
+    bytes: Vec<u8>,
+    frames_kept: usize,
+}
+
+impl Write for KeptFrames {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl FrameSink for KeptFrames {
+    fn write_frame(&mut self, frame: Vec<u8>) -> std::io::Result<()> {
+        self.frames_kept += 1;
+        self.bytes.extend_from_slice(&frame);
+        Ok(())
+    }
+}
+
+#[test]
+fn owned_frames_and_reused_buffers_write_the_same_archive() {
+    for (image, blocks) in [full_blocks(), small_blocks()] {
+        let encoded = encode(&blocks);
+        let (expected, expected_summary) = write(&image, &encoded);
+        // Frames encoded into dirty buffers of every size, bigger and
+        // smaller than a block, then handed over whole.
+        let mut writer = ArchiveWriter::new(KeptFrames::default(), &image).unwrap();
+        for (i, (s, b, data)) in blocks.iter().enumerate() {
+            let dirty = vec![0xA5u8; [0, 10, BLOCK_SIZE * 2, 70_000][i % 4]];
+            let block =
+                encode_block_into(dirty, *s, *b, data, BlockHash::of(data).0, DEFAULT_LEVEL)
+                    .unwrap();
+            assert_eq!(block.frame, encoded[i].frame, "frame {i}");
+            writer.write_block_owned(block).unwrap();
+        }
+        let (sink, summary) = writer.finish().unwrap();
+        assert_eq!(sink.frames_kept, blocks.len());
+        assert_eq!(sink.bytes, expected);
+        assert_eq!(summary, expected_summary);
+        // Out of order is refused as by write_block, writing nothing.
+        let mut writer = ArchiveWriter::new(KeptFrames::default(), &image).unwrap();
+        writer.write_block_owned(encoded[1].clone()).unwrap();
+        let before = writer.bytes_written();
+        assert!(writer.write_block_owned(encoded[0].clone()).is_err());
+        assert_eq!(writer.bytes_written(), before);
+    }
+}

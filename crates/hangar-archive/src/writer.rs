@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use crate::encode::EncodedBlock;
 use crate::format::{
-    BLOCK_SIZE_U32, BLOCK_SIZE_U64, FORMAT_VERSION, FRAME_HEADER_LEN, Footer, HEADER_LEN, MAGIC,
-    MAX_MANIFEST_LEN, TRAILER_ENTRY_LEN, TRAILER_MAGIC, volume_bytes,
+    BLOCK_SIZE_U32, BLOCK_SIZE_U64, FORMAT_VERSION, FRAME_HEADER_LEN, Footer, FrameHeader,
+    HEADER_LEN, MAGIC, MAX_MANIFEST_LEN, TRAILER_ENTRY_LEN, TRAILER_MAGIC, volume_bytes,
 };
 use crate::{ArchiveSummary, SnapshotSummary, StoredImage};
 
@@ -109,6 +109,14 @@ impl<W: Write> ArchiveWriter<W> {
     /// block) order, within the snapshot's size and its promised count;
     /// anything else is refused with `InvalidInput` (nothing written).
     pub fn write_block(&mut self, block: &EncodedBlock) -> io::Result<()> {
+        self.check_block(block)?;
+        let offset = self.written;
+        self.put(&block.frame)?;
+        self.account_block(&block.header, block.frame.len() as u64, offset);
+        Ok(())
+    }
+
+    fn check_block(&self, block: &EncodedBlock) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other("the archive writer failed earlier"));
         }
@@ -145,22 +153,26 @@ impl<W: Write> ArchiveWriter<W> {
                 header.block_index
             )));
         }
-        let offset = self.written;
-        self.put(&block.frame)?;
-        self.last = Some(position);
+        Ok(())
+    }
+
+    /// Records a frame of `frame_len` bytes written at `offset`: order,
+    /// totals and index.
+    fn account_block(&mut self, header: &FrameHeader, frame_len: u64, offset: u64) {
+        let s = header.snapshot_index as usize;
+        self.last = Some((header.snapshot_index, header.block_index));
         let totals = &mut self.totals[s];
         totals.block_count += 1;
         totals.raw_bytes += u64::from(header.raw_len);
-        totals.stored_bytes += block.frame.len() as u64;
+        totals.stored_bytes += frame_len;
         self.index.reserve(TRAILER_ENTRY_LEN);
         self.index
             .extend_from_slice(&header.block_index.to_le_bytes());
         self.index.extend_from_slice(&offset.to_le_bytes());
         debug_assert_eq!(
-            block.frame.len(),
-            FRAME_HEADER_LEN + header.stored_len as usize
+            frame_len,
+            (FRAME_HEADER_LEN + header.stored_len as usize) as u64
         );
-        Ok(())
     }
 
     /// Bytes written so far.
@@ -213,5 +225,31 @@ impl<W: Write> ArchiveWriter<W> {
         self.out.flush()?;
         let summary = ArchiveSummary::from_snapshots(self.totals, self.written, digest);
         Ok((self.out, summary))
+    }
+}
+
+/// An output that can keep a frame's buffer instead of copying it: the
+/// store task's parts hold frames as they were encoded, so the biggest
+/// stream of bytes in a store is never copied into a part buffer.
+pub trait FrameSink: Write {
+    /// Appends a whole frame, taking its buffer.
+    fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()>;
+}
+
+impl<W: FrameSink> ArchiveWriter<W> {
+    /// [`ArchiveWriter::write_block`], handing the frame's buffer to the
+    /// output instead of copying it.
+    pub fn write_block_owned(&mut self, block: EncodedBlock) -> io::Result<()> {
+        self.check_block(&block)?;
+        let offset = self.written;
+        let header = block.header;
+        let len = block.frame.len() as u64;
+        self.failed = true;
+        self.digest.update(&block.frame);
+        self.out.write_frame(block.frame)?;
+        self.failed = false;
+        self.written += len;
+        self.account_block(&header, len, offset);
+        Ok(())
     }
 }

@@ -157,7 +157,7 @@ pub trait ObjectBackend: Send + Sync {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        data: bytes::Bytes,
+        data: Vec<bytes::Bytes>,
     ) -> Result<String, BucketError>;
     /// The ETag the store gives a part holding `data`, where it can be
     /// computed (S3 stores: the hex MD5 of a part), so that a resumed task

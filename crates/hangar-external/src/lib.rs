@@ -525,8 +525,20 @@ impl ObjectBackend for ExternalBuckets {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        data: bytes::Bytes,
+        data: Vec<bytes::Bytes>,
     ) -> Result<String, BucketError> {
+        // One body: the SDK signs and checksums it whole.
+        let data = match <[bytes::Bytes; 1]>::try_from(data) {
+            Ok([only]) => only,
+            Err(chunks) => {
+                let mut body =
+                    bytes::BytesMut::with_capacity(chunks.iter().map(bytes::Bytes::len).sum());
+                for chunk in &chunks {
+                    body.extend_from_slice(chunk);
+                }
+                body.freeze()
+            }
+        };
         let output = self
             .client_for(&bucket.region)
             .upload_part()

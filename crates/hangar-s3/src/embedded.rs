@@ -100,7 +100,7 @@ impl ObjectBackend for EmbeddedObjects {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        data: bytes::Bytes,
+        data: Vec<bytes::Bytes>,
     ) -> Result<String, BucketError> {
         // The upload must still exist (an abort or a deleted bucket fails
         // the task early, before the part is written).
@@ -112,7 +112,9 @@ impl ObjectBackend for EmbeddedObjects {
         let written = Self::blocking(move || {
             // Task parts: no client checks their ETags against the content.
             let mut writer = files.writer_without_md5(&bucket_name)?;
-            writer.write(&data)?;
+            for chunk in &data {
+                writer.write(chunk)?;
+            }
             writer.finish(&final_name)
         })
         .await?;

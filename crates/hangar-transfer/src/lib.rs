@@ -6,9 +6,10 @@
 //! write to the bucket), builds the archive manifest ([`StoredImage`]), and
 //! streams the archive (`hangar-archive`) into the bucket through a
 //! multipart upload: block maps are read a page at a time, blocks are read
-//! and compressed `parallelism` at a time (in order), frames are appended to
-//! a part buffer, and every `part_size` bytes a part is uploaded. Memory is
-//! bounded by the blocks in flight and one part. Between parts the task
+//! and compressed `parallelism` at a time (in order), frames are kept as
+//! they were encoded in a list of chunks, and every `part_size` bytes a part
+//! (a list of chunks) is uploaded. Memory is bounded by the blocks in flight
+//! and the parts in flight. Between parts the task
 //! checks that the image, its snapshots and the owner's access to the
 //! bucket are still there, and fails with a reason that says what went
 //! away. The upload is completed only when the archive is whole, then the
@@ -32,7 +33,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use hangar_archive::{
-    ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, UnverifiedBlock, encode_block_into,
+    ArchiveError, ArchiveReader, ArchiveWriter, EncodedBlock, FrameSink, UnverifiedBlock,
+    encode_block_into,
 };
 use hangar_core::access::actions;
 use hangar_core::blocks::BlockHash;
@@ -77,11 +79,6 @@ impl Transfer {
     pub fn new(backend: Arc<dyn ObjectBackend>, options: TransferOptions) -> Self {
         Self { backend, options }
     }
-
-    /// A part buffer's capacity: a part and the frame that overflows it.
-    fn part_capacity(&self) -> usize {
-        self.options.part_size + hangar_core::blocks::BLOCK_SIZE + 4096
-    }
 }
 
 /// Block map entries read per page.
@@ -98,29 +95,48 @@ fn owner_of(task: &Task) -> Caller {
     }
 }
 
-/// A `Write` into a shared buffer: the archive writer appends, the task
-/// takes full parts out. Buffers of uploaded parts come back
-/// ([`PartBuffer::give_back`]) and are filled again: memory already
-/// touched, where a fresh buffer per part page-faults on every byte of it
-/// (on the task's own thread, which encodes nothing meanwhile).
+/// The archive on its way into parts: the frames themselves, as they were
+/// encoded (no copy into a part buffer, which cost a store a pass over
+/// every byte and the page faults of fresh part buffers), and small pieces
+/// (header, manifest, trailer, small frames) copied into a staging buffer.
+/// A part is a list of chunks; the chunk at a part boundary is split
+/// without copying. Buffers of uploaded parts come back to the frame pool
+/// ([`PartBuffer::give_back`]) for the next blocks to be encoded into.
 #[derive(Clone, Default)]
 struct PartBuffer {
-    current: Arc<Mutex<Vec<u8>>>,
-    spare: Arc<Mutex<Vec<Vec<u8>>>>,
+    inner: Arc<Mutex<Chunks>>,
+    frames: FramePool,
 }
 
-/// Spare part buffers kept, at most: every buffer that can be in use at
-/// once comes back (the one being filled, one in the channel, one waiting
-/// for an upload slot, those uploading), so none is freed and allocated
-/// again; the pool never holds more buffers than were in use at once.
-const SPARE_PARTS: usize = UPLOADS_IN_FLIGHT + 4;
+#[derive(Default)]
+struct Chunks {
+    chunks: std::collections::VecDeque<bytes::Bytes>,
+    staged: Vec<u8>,
+    len: usize,
+}
+
+impl Chunks {
+    fn seal_staged(&mut self) {
+        if !self.staged.is_empty() {
+            let staged = std::mem::take(&mut self.staged);
+            self.chunks.push_back(bytes::Bytes::from(staged));
+        }
+    }
+}
+
+/// Frames shorter than this are copied into the staging buffer rather than
+/// kept: a compressible block's frame is a few KiB, and a chunk per such
+/// frame would keep a 512 KiB buffer alive for a few KiB of data.
+const SMALL_FRAME: usize = 64 * 1024;
 
 impl Write for PartBuffer {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.current
+        let mut inner = self
+            .inner
             .lock()
-            .map_err(|_| std::io::Error::other("part buffer poisoned"))?
-            .extend_from_slice(data);
+            .map_err(|_| std::io::Error::other("part buffer poisoned"))?;
+        inner.staged.extend_from_slice(data);
+        inner.len += data.len();
         Ok(data.len())
     }
 
@@ -129,48 +145,82 @@ impl Write for PartBuffer {
     }
 }
 
+impl FrameSink for PartBuffer {
+    fn write_frame(&mut self, frame: Vec<u8>) -> std::io::Result<()> {
+        if frame.len() < SMALL_FRAME {
+            self.write_all(&frame)?;
+            self.frames.give_back(frame);
+            return Ok(());
+        }
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| std::io::Error::other("part buffer poisoned"))?;
+        inner.seal_staged();
+        inner.len += frame.len();
+        inner.chunks.push_back(bytes::Bytes::from(frame));
+        Ok(())
+    }
+}
+
 impl PartBuffer {
-    fn with_capacity(capacity: usize) -> Self {
+    fn new(frames: FramePool) -> Self {
         PartBuffer {
-            current: Arc::new(Mutex::new(Vec::with_capacity(capacity))),
-            spare: Arc::default(),
+            inner: Arc::default(),
+            frames,
         }
     }
 
     fn len(&self) -> usize {
-        self.current.lock().map(|buffer| buffer.len()).unwrap_or(0)
+        self.inner.lock().map(|inner| inner.len).unwrap_or(0)
     }
 
-    /// Takes the first `at_most` bytes out; what follows them moves into a
-    /// spare buffer of at least `capacity` (or a new one), so the buffer
-    /// does not grow by repeated reallocation while the next part fills it.
-    fn take(&self, at_most: usize, capacity: usize) -> Vec<u8> {
-        let Ok(mut buffer) = self.current.lock() else {
+    /// Takes the first `at_most` bytes out, as chunks.
+    fn take(&self, at_most: usize) -> Vec<bytes::Bytes> {
+        let Ok(mut inner) = self.inner.lock() else {
             return Vec::new();
         };
-        let mut next = self
-            .spare
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_default();
-        next.clear();
-        next.reserve(capacity);
-        if buffer.len() > at_most {
-            next.extend_from_slice(&buffer[at_most..]);
-            buffer.truncate(at_most);
+        inner.seal_staged();
+        let mut part = Vec::new();
+        let mut taken = 0;
+        while taken < at_most {
+            let Some(mut chunk) = inner.chunks.pop_front() else {
+                break;
+            };
+            if taken + chunk.len() > at_most {
+                let rest = chunk.split_off(at_most - taken);
+                inner.chunks.push_front(rest);
+            }
+            taken += chunk.len();
+            part.push(chunk);
         }
-        std::mem::replace(&mut *buffer, next)
+        inner.len -= taken;
+        part
     }
 
-    /// Returns an uploaded part's buffer for reuse.
-    fn give_back(&self, buffer: Vec<u8>) {
-        if let Ok(mut spare) = self.spare.lock()
-            && spare.len() < SPARE_PARTS
-        {
-            spare.push(buffer);
+    /// Returns an uploaded part's buffers to the frame pool (each once no
+    /// one else holds it: the halves of a split chunk come back with the
+    /// later of their parts).
+    fn give_back(&self, part: Vec<bytes::Bytes>) {
+        for chunk in part {
+            if let Ok(buffer) = chunk.try_into_mut() {
+                self.frames.give_back(buffer.into());
+            }
         }
     }
+}
+
+/// The bytes of a part, in one piece (for the rare callers that need one).
+fn contiguous(part: &[bytes::Bytes]) -> Vec<u8> {
+    let mut all = Vec::with_capacity(part.iter().map(bytes::Bytes::len).sum());
+    for chunk in part {
+        all.extend_from_slice(chunk);
+    }
+    all
+}
+
+fn part_len(part: &[bytes::Bytes]) -> usize {
+    part.iter().map(bytes::Bytes::len).sum()
 }
 
 thread_local! {
@@ -179,14 +229,16 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Frame buffers written into the archive, for the next blocks to be
-/// encoded into: memory already touched, where a fresh 512 KiB frame per
-/// block page-faults on every page of it.
+/// Frame buffers of uploaded parts, for the next blocks to be encoded
+/// into: memory already touched, where a fresh 512 KiB frame per block
+/// page-faults on every page of it.
 #[derive(Clone, Default)]
 struct FramePool(Arc<Mutex<Vec<Vec<u8>>>>);
 
-/// Frame buffers kept: about the blocks in flight.
-const SPARE_FRAMES: usize = 16;
+/// Frame buffers kept: the frames of the parts in flight (each part holds
+/// up to `part_size` / 512 KiB of them) come back when those parts are
+/// uploaded; more than this are freed. Bounds the pool to about 64 MiB.
+const SPARE_FRAMES: usize = 128;
 
 impl FramePool {
     fn take(&self) -> Vec<u8> {
@@ -198,6 +250,10 @@ impl FramePool {
     }
 
     fn give_back(&self, frame: Vec<u8>) {
+        // Only buffers a block's frame fits in without growing.
+        if frame.capacity() < hangar_core::blocks::BLOCK_SIZE {
+            return;
+        }
         if let Ok(mut spare) = self.0.lock()
             && spare.len() < SPARE_FRAMES
         {
@@ -469,8 +525,8 @@ impl Transfer {
         };
         *upload_slot = Some((bucket_record.clone(), object_key.clone(), upload_id.clone()));
 
-        let buffer = PartBuffer::with_capacity(self.part_capacity());
         let spare_frames = FramePool::default();
+        let buffer = PartBuffer::new(spare_frames.clone());
         let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         // Two loops run side by side: the producer encodes blocks into the
@@ -478,7 +534,7 @@ impl Transfer {
         // and the bucket, starts each part's upload and reports progress.
         // So the producer never waits for the database, only for a part
         // upload slot (the channel holds one part).
-        let (part_tx, part_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, u64)>(1);
+        let (part_tx, part_rx) = tokio::sync::mpsc::channel::<(Vec<bytes::Bytes>, u64)>(1);
         let handed_over = || failed("The part uploads stopped");
         let produce = async {
             let part_tx = part_tx;
@@ -566,12 +622,11 @@ impl Transfer {
                     while let Some(frame) = frames.try_next().await? {
                         let frame: EncodedBlock = frame;
                         writer
-                            .write_block(&frame)
+                            .write_block_owned(frame)
                             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
-                        spare_frames.give_back(frame.into_buffer());
                         blocks_done += 1;
                         if buffer.len() >= self.options.part_size {
-                            let data = buffer.take(self.options.part_size, self.part_capacity());
+                            let data = buffer.take(self.options.part_size);
                             parts_sent += 1;
                             part_tx
                                 .send((data, blocks_done))
@@ -589,7 +644,7 @@ impl Transfer {
                 .map_err(|error| Error::Internal(format!("archive: {error}")))?;
             // The last part (any size) and whatever a full buffer left.
             loop {
-                let data = buffer.take(self.options.part_size, self.part_capacity());
+                let data = buffer.take(self.options.part_size);
                 if data.is_empty() && parts_sent > 0 {
                     break;
                 }
@@ -614,7 +669,7 @@ impl Transfer {
             let mut next_part: i32 = 0;
             let mut uploaded: u64 = 0;
             while let Some((data, blocks_done)) = part_rx.recv().await {
-                uploaded += data.len() as u64;
+                uploaded += part_len(&data) as u64;
                 next_part += 1;
                 self.check_source(hangar, &image_id, &snapshots).await?;
                 self.writable_bucket(hangar, &owner, &bucket, &object_key)
@@ -709,18 +764,18 @@ impl Transfer {
     async fn already_stored(
         &self,
         stored: Option<&(String, i64)>,
-        data: Vec<u8>,
-    ) -> Result<(Option<String>, Vec<u8>), Error> {
+        data: Vec<bytes::Bytes>,
+    ) -> Result<(Option<String>, Vec<bytes::Bytes>), Error> {
         let Some((etag, size)) = stored else {
             return Ok((None, data));
         };
-        if usize::try_from(*size).ok() != Some(data.len()) {
+        if usize::try_from(*size).ok() != Some(part_len(&data)) {
             return Ok((None, data));
         }
         let backend = self.backend.clone();
         // Hashing a part is milliseconds of CPU: off the runtime's threads.
         let (computed, data) = tokio::task::spawn_blocking(move || {
-            let computed = backend.part_etag(&data);
+            let computed = backend.part_etag(&contiguous(&data));
             (computed, data)
         })
         .await
@@ -744,21 +799,18 @@ impl Transfer {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        data: Vec<u8>,
+        data: Vec<bytes::Bytes>,
         recycle: &PartBuffer,
     ) -> UploadHandle {
         let backend = self.backend.clone();
         let (bucket, key, upload_id) = (bucket.clone(), key.to_owned(), upload_id.to_owned());
         let recycle = recycle.clone();
         tokio::spawn(async move {
-            let data = bytes::Bytes::from(data);
             let etag = backend
                 .upload_part(&bucket, &key, &upload_id, part_number, data.clone())
                 .await?;
-            // The backend is done with it: the buffer serves another part.
-            if let Ok(buffer) = data.try_into_mut() {
-                recycle.give_back(buffer.into());
-            }
+            // The backend is done with them: the buffers serve other frames.
+            recycle.give_back(data);
             Ok((part_number, etag))
         })
     }
@@ -1128,35 +1180,44 @@ mod tests {
     fn part_buffer_hands_out_parts_in_order() {
         let mut buffer = PartBuffer::default();
         buffer.write_all(b"abcdefghij").expect("write");
-        assert_eq!(buffer.take(4, 16), b"abcd");
+        assert_eq!(contiguous(&buffer.take(4)), b"abcd");
         assert_eq!(buffer.len(), 6);
-        assert_eq!(buffer.take(100, 16), b"efghij");
+        assert_eq!(contiguous(&buffer.take(100)), b"efghij");
         assert_eq!(buffer.len(), 0);
     }
 
     #[test]
-    fn uploaded_part_buffers_are_filled_again() {
-        let mut buffer = PartBuffer::with_capacity(64);
-        buffer.write_all(&[1u8; 40]).expect("write");
-        let first = buffer.take(32, 64);
-        let allocation = first.as_ptr();
-        // As `spawn_upload` does: shared with the backend, which drops its
-        // handle, then reclaimed whole.
-        let shared = bytes::Bytes::from(first);
-        drop(shared.clone());
-        let back: Vec<u8> = shared.try_into_mut().expect("unique").into();
-        assert_eq!(back.as_ptr(), allocation);
-        assert!(back.capacity() >= 64);
-        buffer.give_back(back);
-        buffer.write_all(&[2u8; 30]).expect("write");
-        let second = buffer.take(32, 64);
-        let mut expected = vec![1u8; 8];
-        expected.extend_from_slice(&[2u8; 24]);
-        assert_eq!(second, expected);
-        // The rest went into the returned buffer, not a new one.
-        let current = buffer.current.lock().expect("lock");
-        assert_eq!(current.as_ptr(), allocation);
-        assert_eq!(&current[..], &[2u8; 6]);
+    fn frames_are_kept_not_copied_and_come_back_after_upload() {
+        let frames = FramePool::default();
+        let mut buffer = PartBuffer::new(frames.clone());
+        buffer.write_all(b"head").expect("write");
+        let size = hangar_core::blocks::BLOCK_SIZE + 64;
+        let big = vec![1u8; size];
+        let big_allocation = big.as_ptr();
+        buffer.write_frame(big).expect("frame");
+        // A small frame is copied (its buffer, too small for a block, is
+        // not pooled).
+        buffer.write_frame(vec![2u8; 100]).expect("frame");
+        assert_eq!(buffer.len(), 4 + size + 100);
+        // A part boundary inside the big frame splits it without a copy.
+        let first = buffer.take(4 + 1000);
+        assert_eq!(first.len(), 2);
+        assert_eq!(&first[0][..], b"head");
+        assert_eq!(first[1].as_ptr(), big_allocation);
+        assert_eq!(first[1].len(), 1000);
+        let second = buffer.take(1 << 20);
+        assert_eq!(part_len(&second), size - 1000 + 100);
+        let mut expected = vec![1u8; size - 1000];
+        expected.extend_from_slice(&[2u8; 100]);
+        assert_eq!(contiguous(&second), expected);
+        assert_eq!(buffer.len(), 0);
+        // The big frame's buffer is pooled once both halves are uploaded.
+        buffer.give_back(first);
+        assert!(frames.0.lock().expect("lock").is_empty());
+        buffer.give_back(second);
+        let pooled = frames.take();
+        assert_eq!(pooled.as_ptr(), big_allocation);
+        assert!(pooled.capacity() >= size);
     }
 
     #[test]
