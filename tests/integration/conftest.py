@@ -5,7 +5,8 @@ server with two strict accounts (alice, bob) for the bulk of the suite, and a
 factory (`make_server`) for tests that need a fresh, killed, restarted or
 specially configured server (dev mode, trace logging, ...).
 
-Binary: $HANGAR_BIN, default <repo>/target/debug/hangar (build it with
+Binary: $HANGAR_BIN, default $CARGO_TARGET_DIR/debug/hangar, else
+<repo>/target/debug/hangar (build it with
 `cargo build -p hangar`).
 """
 
@@ -41,7 +42,8 @@ import botocore.exceptions
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HANGAR_BIN = Path(os.environ.get("HANGAR_BIN") or REPO / "target" / "debug" / "hangar")
+HANGAR_BIN = Path(os.environ.get("HANGAR_BIN")
+                  or Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "debug" / "hangar")
 
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 
