@@ -35,7 +35,7 @@ pub use format::FORMAT_VERSION;
 pub use hangar_core::transfer::{StoredImage, StoredSnapshot};
 pub use inspect::{Report, inspect_file, verify_file};
 pub use reader::{ArchiveReader, DecodedBlock, UnverifiedBlock};
-pub use writer::{ArchiveWriter, FrameSink};
+pub use writer::{ArchiveWriter, FrameSink, KEEP_FRAMES_FROM};
 
 /// The default zstd level of [`encode_block`] (fast; see the benchmarks).
 pub const DEFAULT_LEVEL: i32 = 1;

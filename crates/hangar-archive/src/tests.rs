@@ -654,7 +654,7 @@ impl Write for KeptFrames {
 }
 
 impl FrameSink for KeptFrames {
-    fn write_frame(&mut self, frame: Vec<u8>) -> std::io::Result<()> {
+    fn write_frame(&mut self, frame: bytes::Bytes) -> std::io::Result<()> {
         self.frames_kept += 1;
         self.bytes.extend_from_slice(&frame);
         Ok(())
@@ -667,20 +667,32 @@ fn owned_frames_and_reused_buffers_write_the_same_archive() {
         let encoded = encode(&blocks);
         let (expected, expected_summary) = write(&image, &encoded);
         // Frames encoded into dirty buffers of every size, bigger and
-        // smaller than a block, then handed over whole.
-        let mut writer = ArchiveWriter::new(KeptFrames::default(), &image).unwrap();
-        for (i, (s, b, data)) in blocks.iter().enumerate() {
-            let dirty = vec![0xA5u8; [0, 10, BLOCK_SIZE * 2, 70_000][i % 4]];
-            let block =
-                encode_block_into(dirty, *s, *b, data, BlockHash::of(data).0, DEFAULT_LEVEL)
-                    .unwrap();
-            assert_eq!(block.frame, encoded[i].frame, "frame {i}");
-            writer.write_block_owned(block).unwrap();
+        // smaller than a block, then handed over whole; the digest inline
+        // and on its own thread.
+        for threaded in [false, true] {
+            let sink = KeptFrames::default();
+            let mut writer = if threaded {
+                ArchiveWriter::with_digest_thread(sink, &image).unwrap()
+            } else {
+                ArchiveWriter::new(sink, &image).unwrap()
+            };
+            let mut kept = 0;
+            for (i, (s, b, data)) in blocks.iter().enumerate() {
+                let dirty = vec![0xA5u8; [0, 10, BLOCK_SIZE * 2, 70_000][i % 4]];
+                let block =
+                    encode_block_into(dirty, *s, *b, data, BlockHash::of(data).0, DEFAULT_LEVEL)
+                        .unwrap();
+                assert_eq!(block.frame, encoded[i].frame, "frame {i}");
+                let large = block.frame.len() >= KEEP_FRAMES_FROM;
+                let back = writer.write_block_owned(block).unwrap();
+                assert_eq!(back.is_none(), large, "frame {i}: kept only when large");
+                kept += usize::from(large);
+            }
+            let (sink, summary) = writer.finish().unwrap();
+            assert_eq!(sink.frames_kept, kept);
+            assert_eq!(sink.bytes, expected, "threaded digest: {threaded}");
+            assert_eq!(summary, expected_summary);
         }
-        let (sink, summary) = writer.finish().unwrap();
-        assert_eq!(sink.frames_kept, blocks.len());
-        assert_eq!(sink.bytes, expected);
-        assert_eq!(summary, expected_summary);
         // Out of order is refused as by write_block, writing nothing.
         let mut writer = ArchiveWriter::new(KeptFrames::default(), &image).unwrap();
         writer.write_block_owned(encoded[1].clone()).unwrap();

@@ -3,6 +3,8 @@
 
 use std::io::{self, Write};
 
+use bytes::Bytes;
+
 use crate::encode::EncodedBlock;
 use crate::format::{
     BLOCK_SIZE_U32, BLOCK_SIZE_U64, FORMAT_VERSION, FRAME_HEADER_LEN, Footer, FrameHeader,
@@ -30,7 +32,7 @@ fn invalid(message: String) -> io::Error {
 /// [`finish`]: ArchiveWriter::finish
 pub struct ArchiveWriter<W: Write> {
     out: W,
-    digest: blake3::Hasher,
+    digest: Digest,
     written: u64,
     /// Per snapshot: promised frames, and bytes the volume spans.
     promised: Vec<(u64, u64)>,
@@ -44,6 +46,36 @@ pub struct ArchiveWriter<W: Write> {
 impl<W: Write> ArchiveWriter<W> {
     /// Writes the header and the manifest (`image` as JSON).
     pub fn new(out: W, image: &StoredImage) -> io::Result<Self> {
+        Self::with_digest(out, image, Digest::Inline(Box::default()))
+    }
+
+    /// As [`ArchiveWriter::new`], with the BLAKE3 digest of the whole
+    /// computed on a thread of its own, fed in order: the digest is one
+    /// serial pass over every byte, which would otherwise hold up whoever
+    /// appends the frames (a store task hands frames over as fast as its
+    /// encoders make them).
+    pub fn with_digest_thread(out: W, image: &StoredImage) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(DIGEST_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("archive-digest".into())
+            .spawn(move || {
+                let mut hasher = blake3::Hasher::new();
+                for bytes in rx {
+                    hasher.update(&bytes);
+                }
+                hasher
+            })?;
+        Self::with_digest(
+            out,
+            image,
+            Digest::Thread {
+                tx: Some(tx),
+                handle: Some(handle),
+            },
+        )
+    }
+
+    fn with_digest(out: W, image: &StoredImage, digest: Digest) -> io::Result<Self> {
         let mut promised = Vec::with_capacity(image.snapshots.len());
         if u32::try_from(image.snapshots.len()).is_err() {
             return Err(invalid("too many snapshots".into()));
@@ -79,7 +111,7 @@ impl<W: Write> ArchiveWriter<W> {
         check.update(&manifest);
         let mut writer = ArchiveWriter {
             out,
-            digest: blake3::Hasher::new(),
+            digest,
             written: 0,
             totals: vec![SnapshotSummary::default(); promised.len()],
             promised,
@@ -99,8 +131,8 @@ impl<W: Write> ArchiveWriter<W> {
         }
         self.failed = true;
         self.out.write_all(bytes)?;
+        self.digest.update(bytes)?;
         self.failed = false;
-        self.digest.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -195,7 +227,7 @@ impl<W: Write> ArchiveWriter<W> {
                 )));
             }
         }
-        let digest: [u8; 32] = *self.digest.finalize().as_bytes();
+        let digest: [u8; 32] = self.digest.finalize()?;
         let trailer_offset = self.written;
         let mut trailer_hash = blake3::Hasher::new();
         let mut head = Vec::with_capacity(8 + 24 * self.totals.len());
@@ -228,28 +260,100 @@ impl<W: Write> ArchiveWriter<W> {
     }
 }
 
-/// An output that can keep a frame's buffer instead of copying it: the
-/// store task's parts hold frames as they were encoded, so the biggest
-/// stream of bytes in a store is never copied into a part buffer.
+/// An output that can keep a frame instead of copying it: the store
+/// task's parts hold frames as they were encoded, so the biggest stream of
+/// bytes in a store is never copied into a part buffer.
 pub trait FrameSink: Write {
-    /// Appends a whole frame, taking its buffer.
-    fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()>;
+    /// Appends a whole frame, keeping it.
+    fn write_frame(&mut self, frame: Bytes) -> io::Result<()>;
 }
 
+/// Frames shorter than this are copied into the output rather than kept
+/// (see [`ArchiveWriter::write_block_owned`]): a compressible block's frame
+/// is a few KiB, and keeping it would keep its 512 KiB buffer alive.
+pub const KEEP_FRAMES_FROM: usize = 64 * 1024;
+
 impl<W: FrameSink> ArchiveWriter<W> {
-    /// [`ArchiveWriter::write_block`], handing the frame's buffer to the
-    /// output instead of copying it.
-    pub fn write_block_owned(&mut self, block: EncodedBlock) -> io::Result<()> {
+    /// [`ArchiveWriter::write_block`], handing the frame to the output
+    /// instead of copying it. Frames shorter than [`KEEP_FRAMES_FROM`] are
+    /// copied, and their buffer comes back (for the next block to be
+    /// encoded into); `None` when the output kept it.
+    pub fn write_block_owned(&mut self, block: EncodedBlock) -> io::Result<Option<Vec<u8>>> {
         self.check_block(&block)?;
         let offset = self.written;
         let header = block.header;
         let len = block.frame.len() as u64;
         self.failed = true;
-        self.digest.update(&block.frame);
-        self.out.write_frame(block.frame)?;
+        let back = if block.frame.len() < KEEP_FRAMES_FROM {
+            self.out.write_all(&block.frame)?;
+            self.digest.update(&block.frame)?;
+            Some(block.frame)
+        } else {
+            let frame = Bytes::from(block.frame);
+            self.digest.update_shared(&frame)?;
+            self.out.write_frame(frame)?;
+            None
+        };
         self.failed = false;
         self.written += len;
         self.account_block(&header, len, offset);
-        Ok(())
+        Ok(back)
+    }
+}
+
+/// Frames queued for the digest thread, at most.
+const DIGEST_QUEUE: usize = 64;
+
+/// The whole-archive BLAKE3, inline or on a thread of its own.
+enum Digest {
+    Inline(Box<blake3::Hasher>),
+    Thread {
+        tx: Option<std::sync::mpsc::SyncSender<Bytes>>,
+        handle: Option<std::thread::JoinHandle<blake3::Hasher>>,
+    },
+}
+
+impl Digest {
+    fn update(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Digest::Inline(hasher) => {
+                hasher.update(bytes);
+                Ok(())
+            }
+            Digest::Thread { .. } => self.send(Bytes::copy_from_slice(bytes)),
+        }
+    }
+
+    fn update_shared(&mut self, bytes: &Bytes) -> io::Result<()> {
+        match self {
+            Digest::Inline(hasher) => {
+                hasher.update(bytes);
+                Ok(())
+            }
+            Digest::Thread { .. } => self.send(bytes.clone()),
+        }
+    }
+
+    fn send(&mut self, bytes: Bytes) -> io::Result<()> {
+        let Digest::Thread { tx: Some(tx), .. } = self else {
+            return Err(io::Error::other("the archive digest is finished"));
+        };
+        tx.send(bytes)
+            .map_err(|_| io::Error::other("the archive digest thread stopped"))
+    }
+
+    fn finalize(&mut self) -> io::Result<[u8; 32]> {
+        match self {
+            Digest::Inline(hasher) => Ok(*hasher.finalize().as_bytes()),
+            Digest::Thread { tx, handle } => {
+                drop(tx.take());
+                let hasher = handle
+                    .take()
+                    .ok_or_else(|| io::Error::other("the archive digest is finished"))?
+                    .join()
+                    .map_err(|_| io::Error::other("the archive digest thread panicked"))?;
+                Ok(*hasher.finalize().as_bytes())
+            }
+        }
     }
 }

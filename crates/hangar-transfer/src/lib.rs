@@ -98,7 +98,8 @@ fn owner_of(task: &Task) -> Caller {
 /// The archive on its way into parts: the frames themselves, as they were
 /// encoded (no copy into a part buffer, which cost a store a pass over
 /// every byte and the page faults of fresh part buffers), and small pieces
-/// (header, manifest, trailer, small frames) copied into a staging buffer.
+/// (header, manifest, trailer, small frames: see `KEEP_FRAMES_FROM`)
+/// copied into a staging buffer.
 /// A part is a list of chunks; the chunk at a part boundary is split
 /// without copying. Buffers of uploaded parts come back to the frame pool
 /// ([`PartBuffer::give_back`]) for the next blocks to be encoded into.
@@ -124,11 +125,6 @@ impl Chunks {
     }
 }
 
-/// Frames shorter than this are copied into the staging buffer rather than
-/// kept: a compressible block's frame is a few KiB, and a chunk per such
-/// frame would keep a 512 KiB buffer alive for a few KiB of data.
-const SMALL_FRAME: usize = 64 * 1024;
-
 impl Write for PartBuffer {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let mut inner = self
@@ -146,19 +142,14 @@ impl Write for PartBuffer {
 }
 
 impl FrameSink for PartBuffer {
-    fn write_frame(&mut self, frame: Vec<u8>) -> std::io::Result<()> {
-        if frame.len() < SMALL_FRAME {
-            self.write_all(&frame)?;
-            self.frames.give_back(frame);
-            return Ok(());
-        }
+    fn write_frame(&mut self, frame: bytes::Bytes) -> std::io::Result<()> {
         let mut inner = self
             .inner
             .lock()
             .map_err(|_| std::io::Error::other("part buffer poisoned"))?;
         inner.seal_staged();
         inner.len += frame.len();
-        inner.chunks.push_back(bytes::Bytes::from(frame));
+        inner.chunks.push_back(frame);
         Ok(())
     }
 }
@@ -527,7 +518,7 @@ impl Transfer {
 
         let spare_frames = FramePool::default();
         let buffer = PartBuffer::new(spare_frames.clone());
-        let mut writer = ArchiveWriter::new(buffer.clone(), &manifest)
+        let mut writer = ArchiveWriter::with_digest_thread(buffer.clone(), &manifest)
             .map_err(|error| Error::Internal(format!("archive: {error}")))?;
         // Two loops run side by side: the producer encodes blocks into the
         // archive and hands full parts over; the consumer checks the source
@@ -621,9 +612,12 @@ impl Transfer {
                         .buffered(self.options.parallelism);
                     while let Some(frame) = frames.try_next().await? {
                         let frame: EncodedBlock = frame;
-                        writer
+                        if let Some(copied) = writer
                             .write_block_owned(frame)
-                            .map_err(|error| Error::Internal(format!("archive: {error}")))?;
+                            .map_err(|error| Error::Internal(format!("archive: {error}")))?
+                        {
+                            spare_frames.give_back(copied);
+                        }
                         blocks_done += 1;
                         if buffer.len() >= self.options.part_size {
                             let data = buffer.take(self.options.part_size);
@@ -1194,10 +1188,9 @@ mod tests {
         let size = hangar_core::blocks::BLOCK_SIZE + 64;
         let big = vec![1u8; size];
         let big_allocation = big.as_ptr();
-        buffer.write_frame(big).expect("frame");
-        // A small frame is copied (its buffer, too small for a block, is
-        // not pooled).
-        buffer.write_frame(vec![2u8; 100]).expect("frame");
+        buffer.write_frame(bytes::Bytes::from(big)).expect("frame");
+        // What is not kept is copied.
+        buffer.write_all(&[2u8; 100]).expect("write");
         assert_eq!(buffer.len(), 4 + size + 100);
         // A part boundary inside the big frame splits it without a copy.
         let first = buffer.take(4 + 1000);
