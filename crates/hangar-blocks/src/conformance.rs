@@ -138,6 +138,7 @@ pub async fn run_all_with_raw(store: &dyn BlockStore, raw: &dyn RawAccess) {
     check_truncated_is_corrupt(store, raw).await;
     check_other_content_is_corrupt(store, raw).await;
     check_put_heals_corruption(store, raw).await;
+    check_refresh_if_holding(store, raw).await;
     check_leftovers_swept_and_unlisted(store, raw).await;
 }
 
@@ -515,6 +516,59 @@ pub async fn check_put_heals_corruption(store: &dyn BlockStore, raw: &dyn RawAcc
         get_ok(store, &hash).await == data,
         "a second put heals a corrupt block"
     );
+}
+
+/// `refresh_if_holding_blocking` (engines that have it): `true` only for a
+/// good copy holding exactly the bytes given, and then the copy's time is
+/// refreshed; `false` for other bytes, a missing block and a damaged copy
+/// (which a put then heals).
+pub async fn check_refresh_if_holding(store: &dyn BlockStore, raw: &dyn RawAccess) {
+    let (hash, data) = random_block(BLOCK_SIZE);
+    let (missing, _) = random_block(BLOCK_SIZE);
+    let Some(answer) = store.refresh_if_holding_blocking(&missing, &data) else {
+        return;
+    };
+    assert!(
+        !answer.expect("a missing block"),
+        "a missing block is not held"
+    );
+    put_ok(store, &hash, data.clone()).await;
+    let modified = |listed: Vec<StoredBlock>| {
+        listed
+            .into_iter()
+            .find(|stored| stored.hash == hash)
+            .map(|stored| stored.modified_ms)
+            .expect("listed")
+    };
+    let before = modified(store.list(None, usize::MAX).await.expect("list"));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let held = store.refresh_if_holding_blocking(&hash, &data);
+    assert!(
+        matches!(held, Some(Ok(true))),
+        "the same bytes are held: {held:?}"
+    );
+    let after = modified(store.list(None, usize::MAX).await.expect("list"));
+    assert!(
+        after > before,
+        "held refreshes the time ({before} then {after})"
+    );
+    let mut other = data.clone();
+    other[BLOCK_SIZE / 2] ^= 1;
+    let held = store.refresh_if_holding_blocking(&hash, &other);
+    assert!(
+        matches!(held, Some(Ok(false))),
+        "other bytes are not held: {held:?}"
+    );
+    let mut bytes = raw.read_raw(&hash).await;
+    bytes[HEADER_LEN + 11] ^= 0x40;
+    raw.write_raw(&hash, bytes).await;
+    let held = store.refresh_if_holding_blocking(&hash, &data);
+    assert!(
+        matches!(held, Some(Ok(false))),
+        "a damaged copy is not held: {held:?}"
+    );
+    put_ok(store, &hash, data.clone()).await;
+    assert!(get_ok(store, &hash).await == data, "a put heals it");
 }
 
 /// Leftovers of interrupted writes (`.tmp-*`, even when they hold a complete

@@ -131,6 +131,12 @@ fn write_durably(
     sync_dir(dir)
 }
 
+thread_local! {
+    /// The stored copy read by `refresh_if_holding_blocking`, reused block
+    /// after block on each blocking thread.
+    static HELD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// True when `dest` holds a good copy of the block (its header and checksum
 /// pass, as on every read) and its modification time is now refreshed; false
 /// when it is missing, damaged or cannot be refreshed, and must be written.
@@ -215,6 +221,39 @@ impl BlockStore for LocalBlockStore {
 
     async fn get(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockError> {
         self.objects.get(hash).await
+    }
+
+    fn refresh_if_holding_blocking(
+        &self,
+        hash: &BlockHash,
+        data: &[u8],
+    ) -> Option<Result<bool, BlockError>> {
+        let dest = self.path_for(hash);
+        let Ok(file) = File::open(&dest) else {
+            return Some(Ok(false));
+        };
+        let held = HELD.with(|held| {
+            let mut held = held.borrow_mut();
+            let Ok(len) = file.metadata().map(|metadata| metadata.len()) else {
+                return false;
+            };
+            let Ok(reader) = file.try_clone() else {
+                return false;
+            };
+            // Checked as every read is (a damaged copy is not "held": the
+            // caller's put rewrites it).
+            read_file_into(hash, reader, 0..len, len, &mut held).is_ok() && held[..] == data[..]
+        });
+        if !held {
+            return Some(Ok(false));
+        }
+        Some(
+            file.set_modified(std::time::SystemTime::now())
+                .map(|()| true)
+                .map_err(|error| {
+                    BlockError::Backend(format!("refreshing {}: {error}", dest.display()))
+                }),
+        )
     }
 
     fn get_blocking_into(

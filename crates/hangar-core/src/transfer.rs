@@ -315,6 +315,26 @@ impl Hangar {
         Ok(hash.to_hex())
     }
 
+    /// Restore: the map value of a full block the block store already held
+    /// (found by `BlockStore::refresh_if_holding_blocking`, which refreshed
+    /// its time as a put would); checked as [`Hangar::restore_block_file`]
+    /// checks its place.
+    pub fn restore_block_held(
+        &self,
+        snapshot_id: &str,
+        volume_size_gib: i64,
+        index: i64,
+        sha256: [u8; 32],
+    ) -> Result<String, Error> {
+        let block_count = volume_size_gib * BLOCKS_PER_GIB;
+        if !(0..block_count).contains(&index) {
+            return Err(Error::Internal(format!(
+                "block {index} of {snapshot_id} is outside its {volume_size_gib} GiB volume"
+            )));
+        }
+        Ok(BlockHash(sha256).to_hex())
+    }
+
     /// Held shared by writers of blocks from the block put to the map entry
     /// (see the collector in `snapshots.rs`).
     pub async fn block_write_guard(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
