@@ -306,6 +306,36 @@ def test_an_aborted_upload_fails_the_task(make_server, moto):
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_a_bucket_deleted_mid_task_fails_the_task(make_server, moto):
+    """The bucket is re-checked in the store between parts (HeadBucket):
+    deleted there, the task fails saying so, and leaves nothing behind.
+    (Its security settings are checked when the task is requested, as for
+    the embedded buckets.)"""
+    s3 = moto_s3(moto)
+    hangar = make_server(extra_config=external_config(moto))
+    ec2 = hangar.client("alice", service="ec2")
+    ebs = hangar.client("alice", service="ebs")
+    snapshot_id = write_disk(ebs, random_disk(160, seed=53), volume_size=1)
+    image_id = register(ec2, snapshot_id, name=unique("gone"))
+    wait_image(ec2, image_id)
+    bucket = make_bucket(s3, name("deleted"))
+    ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
+    key, upload_id, _ = in_progress_upload(s3, bucket, parts=1)
+    # moto refuses to delete a bucket with uploads in progress only when it
+    # holds objects; the upload goes first so that the bucket can go.
+    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    s3.delete_bucket(Bucket=bucket)
+    task = wait_store(ec2, image_id, timeout=120)
+    assert task["StoreTaskState"] == "Failed", f"{task}"
+    reason = task["StoreTaskFailureReason"]
+    assert bucket in reason, f"{task}"
+    assert "was deleted during the task" in reason or "was aborted during the task" in reason, \
+        f"{task}"
+    assert task["ProgressPercentage"] < 100
+    names = [entry["Name"] for entry in s3.list_buckets().get("Buckets", [])]
+    assert bucket not in names
+
+
 def test_sigkill_mid_upload_resumes_and_keeps_the_stored_parts(make_server, moto, tmp_path):
     s3 = moto_s3(moto)
     bucket = make_bucket(s3, name("resume"))
