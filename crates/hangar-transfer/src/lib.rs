@@ -6,7 +6,7 @@
 //! write to the bucket), builds the archive manifest ([`StoredImage`]), and
 //! streams the archive (`hangar-archive`) into the bucket through a
 //! multipart upload: block maps are read a page at a time, blocks are read
-//! and compressed `parallelism` at a time (in order), frames are kept as
+//! and compressed in groups, `parallelism` groups at a time (in order), frames are kept as
 //! they were encoded in a list of chunks, and every `part_size` bytes a part
 //! (a list of chunks) is uploaded. Memory is bounded by the blocks in flight
 //! and the parts in flight. Between parts the task
@@ -51,7 +51,7 @@ pub struct TransferOptions {
     pub part_size: usize,
     /// zstd level of block frames.
     pub compression_level: i32,
-    /// Blocks read and compressed at once.
+    /// Groups of blocks (`ENCODE_GROUP` each) read and compressed at once.
     pub parallelism: usize,
 }
 
@@ -557,75 +557,116 @@ impl Transfer {
                         .collect::<Result<_, Error>>()?;
                     let level = self.options.compression_level;
                     let snapshot_id = snapshot.snapshot_id.clone();
-                    let mut frames =
-                        futures::stream::iter(wanted.into_iter().map(|(index, hash)| {
-                            let blocks = hangar.blocks().clone();
-                            let snapshot_id = snapshot_id.clone();
-                            let spare_frames = spare_frames.clone();
-                            async move {
-                                let cannot_read = |error: hangar_core::blocks::BlockError| {
+                    let snapshot_index = u32::try_from(snapshot_index).unwrap_or(u32::MAX);
+                    // Blocks go to the blocking threads a group at a time:
+                    // one hop per block cost a thread switch per 512 KiB.
+                    let groups: Vec<Vec<(i64, BlockHash)>> = wanted
+                        .chunks(ENCODE_GROUP)
+                        .map(<[(i64, BlockHash)]>::to_vec)
+                        .collect();
+                    let mut frames = futures::stream::iter(groups.into_iter().map(|group| {
+                        let blocks = hangar.blocks().clone();
+                        let snapshot_id = snapshot_id.clone();
+                        let spare = spare_frames.clone();
+                        async move {
+                            let cannot_read =
+                                move |index: i64, error: hangar_core::blocks::BlockError| {
                                     failed(format!(
                                         "Cannot read block {index} of {snapshot_id}: {error}"
                                     ))
                                 };
-                                let snapshot_index =
-                                    u32::try_from(snapshot_index).unwrap_or(u32::MAX);
-                                let block_index = u64::try_from(index).unwrap_or(0);
-                                let encode = move |data: &[u8]| {
-                                    let buffer = spare_frames.take();
+                            let encode =
+                                move |index: i64,
+                                      hash: BlockHash,
+                                      data: &[u8],
+                                      spare: &FramePool| {
                                     encode_block_into(
-                                        buffer,
+                                        spare.take(),
                                         snapshot_index,
-                                        block_index,
+                                        u64::try_from(index).unwrap_or(0),
                                         data,
                                         hash.0,
                                         level,
                                     )
                                     .map_err(|error| Error::Internal(format!("archive: {error}")))
                                 };
-                                // Local blocks: read (into this thread's buffer), verified and
-                                // compressed in one blocking hop; other engines read
-                                // asynchronously.
-                                let local = blocks.clone();
-                                let read_and_encode = encode.clone();
-                                let encoded = tokio::task::spawn_blocking(move || {
-                                    READ_BUFFER.with(|buffer| {
-                                        let mut buffer = buffer.borrow_mut();
-                                        local
-                                            .get_blocking_into(&hash, &mut buffer)
-                                            .map(|read| read.map(|()| read_and_encode(&buffer)))
-                                    })
-                                })
-                                .await
-                                .map_err(|error| Error::Internal(error.to_string()))?;
-                                match encoded {
-                                    Some(result) => result.map_err(cannot_read)?,
-                                    None => {
-                                        let data = blocks.get(&hash).await.map_err(cannot_read)?;
-                                        tokio::task::spawn_blocking(move || encode(&data))
-                                            .await
-                                            .map_err(|error| Error::Internal(error.to_string()))?
+                            // Local blocks: read (into this thread's buffer),
+                            // verified and compressed in one blocking hop per
+                            // group; other engines read asynchronously.
+                            let local = blocks.clone();
+                            let local_group = group.clone();
+                            let local_spare = spare.clone();
+                            let local_cannot_read = cannot_read.clone();
+                            let encoded = tokio::task::spawn_blocking(move || {
+                                READ_BUFFER.with(|buffer| {
+                                    let mut buffer = buffer.borrow_mut();
+                                    let mut frames = Vec::with_capacity(local_group.len());
+                                    for (index, hash) in local_group {
+                                        let frame = match local
+                                            .get_blocking_into(&hash, &mut buffer)?
+                                        {
+                                            Ok(()) => encode(index, hash, &buffer, &local_spare),
+                                            Err(error) => Err(local_cannot_read(index, error)),
+                                        };
+                                        match frame {
+                                            Ok(frame) => frames.push(frame),
+                                            Err(error) => return Some(Err(error)),
+                                        }
                                     }
+                                    Some(Ok(frames))
+                                })
+                            })
+                            .await
+                            .map_err(|error| Error::Internal(error.to_string()))?;
+                            match encoded {
+                                Some(frames) => frames,
+                                None => {
+                                    let data = futures::future::try_join_all(group.iter().map(
+                                        |(index, hash)| {
+                                            let blocks = blocks.clone();
+                                            let cannot_read = cannot_read.clone();
+                                            async move {
+                                                blocks
+                                                    .get(hash)
+                                                    .await
+                                                    .map_err(|error| cannot_read(*index, error))
+                                            }
+                                        },
+                                    ))
+                                    .await?;
+                                    tokio::task::spawn_blocking(move || {
+                                        group
+                                            .into_iter()
+                                            .zip(data)
+                                            .map(|((index, hash), data)| {
+                                                encode(index, hash, &data, &spare)
+                                            })
+                                            .collect::<Result<Vec<EncodedBlock>, Error>>()
+                                    })
+                                    .await
+                                    .map_err(|error| Error::Internal(error.to_string()))?
                                 }
                             }
-                        }))
-                        .buffered(self.options.parallelism);
-                    while let Some(frame) = frames.try_next().await? {
-                        let frame: EncodedBlock = frame;
-                        if let Some(copied) = writer
-                            .write_block_owned(frame)
-                            .map_err(|error| Error::Internal(format!("archive: {error}")))?
-                        {
-                            spare_frames.give_back(copied);
                         }
-                        blocks_done += 1;
-                        if buffer.len() >= self.options.part_size {
-                            let data = buffer.take(self.options.part_size);
-                            parts_sent += 1;
-                            part_tx
-                                .send((data, blocks_done))
-                                .await
-                                .map_err(|_| handed_over())?;
+                    }))
+                    .buffered(self.options.parallelism);
+                    while let Some(group) = frames.try_next().await? {
+                        for frame in group {
+                            if let Some(copied) = writer
+                                .write_block_owned(frame)
+                                .map_err(|error| Error::Internal(format!("archive: {error}")))?
+                            {
+                                spare_frames.give_back(copied);
+                            }
+                            blocks_done += 1;
+                            if buffer.len() >= self.options.part_size {
+                                let data = buffer.take(self.options.part_size);
+                                parts_sent += 1;
+                                part_tx
+                                    .send((data, blocks_done))
+                                    .await
+                                    .map_err(|_| handed_over())?;
+                            }
                         }
                     }
                     if complete {
@@ -780,6 +821,9 @@ impl Transfer {
         Ok((kept, data))
     }
 }
+
+/// Blocks read and compressed per blocking hop of a store task.
+const ENCODE_GROUP: usize = 8;
 
 /// Parts uploading at once while the archive is being encoded.
 const UPLOADS_IN_FLIGHT: usize = 2;
