@@ -92,12 +92,18 @@ def refusal(call, **kwargs) -> str:
     return error["Message"]
 
 
+def registered_image(ec2, ebs, disk: bytes, label: str, **extra) -> str:
+    """`disk` written as a 1 GiB snapshot and registered (with `extra`
+    RegisterImage parameters); the image ID, once available."""
+    snapshot_id = write_disk(ebs, disk, volume_size=1)
+    image_id = register(ec2, snapshot_id, name=unique(label), **extra)
+    wait_image(ec2, image_id)
+    return image_id
+
+
 def stored_image(ec2, ebs, seed: int, blocks: int) -> tuple:
     disk = make_disk(seed=seed, blocks=blocks)
-    snapshot_id = write_disk(ebs, disk, volume_size=1)
-    image_id = register(ec2, snapshot_id, name=unique("ext"), Description="external store")
-    wait_image(ec2, image_id)
-    return image_id, disk
+    return registered_image(ec2, ebs, disk, "ext", Description="external store"), disk
 
 
 def test_external_buckets_rules_round_trip_and_refused_s3(make_server, moto, tmp_path):
@@ -291,9 +297,7 @@ def test_an_aborted_upload_fails_the_task(make_server, moto):
     hangar = make_server(extra_config=external_config(moto))
     ec2 = hangar.client("alice", service="ec2")
     ebs = hangar.client("alice", service="ebs")
-    snapshot_id = write_disk(ebs, random_disk(160, seed=51), volume_size=1)
-    image_id = register(ec2, snapshot_id, name=unique("abort"))
-    wait_image(ec2, image_id)
+    image_id = registered_image(ec2, ebs, random_disk(160, seed=51), "abort")
     ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
     key, upload_id, _ = in_progress_upload(s3, bucket, parts=1)
     # Someone aborts the upload in the store while the task writes it.
@@ -315,9 +319,7 @@ def test_a_bucket_deleted_mid_task_fails_the_task(make_server, moto):
     hangar = make_server(extra_config=external_config(moto))
     ec2 = hangar.client("alice", service="ec2")
     ebs = hangar.client("alice", service="ebs")
-    snapshot_id = write_disk(ebs, random_disk(160, seed=53), volume_size=1)
-    image_id = register(ec2, snapshot_id, name=unique("gone"))
-    wait_image(ec2, image_id)
+    image_id = registered_image(ec2, ebs, random_disk(160, seed=53), "gone")
     bucket = make_bucket(s3, name("deleted"))
     ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)
     key, upload_id, _ = in_progress_upload(s3, bucket, parts=1)
@@ -343,9 +345,7 @@ def test_sigkill_mid_upload_resumes_and_keeps_the_stored_parts(make_server, moto
     ec2 = hangar.client("alice", service="ec2")
     ebs = hangar.client("alice", service="ebs")
     disk = random_disk(256, seed=52)
-    snapshot_id = write_disk(ebs, disk, volume_size=1)
-    image_id = register(ec2, snapshot_id, name=unique("resume"))
-    wait_image(ec2, image_id)
+    image_id = registered_image(ec2, ebs, disk, "resume")
     key = ec2.create_store_image_task(ImageId=image_id, Bucket=bucket)["ObjectKey"]
     _, upload_id, stored_before = in_progress_upload(s3, bucket, parts=3)
     progress = [ec2.describe_store_image_tasks(ImageIds=[image_id])

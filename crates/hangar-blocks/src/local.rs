@@ -12,7 +12,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 
 use crate::format::{HEADER_LEN, TMP_PREFIX, block_name, encode_header};
-use crate::object::{ObjectBlockStore, read_file, read_file_into};
+use crate::object::{ObjectBlockStore, read_file_into};
 
 /// Blocks as files at `<root>/<first 2 hex>/<64 hex>`, where `root` is the
 /// blocks directory (`<data_dir>/blocks`): the same fan-out and format as
@@ -132,29 +132,34 @@ fn write_durably(
 }
 
 thread_local! {
-    /// The stored copy read by `refresh_if_holding_blocking`, reused block
-    /// after block on each blocking thread.
+    /// The stored copy read by `refresh_existing`, reused block after block
+    /// on each blocking thread.
     static HELD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// True when `dest` holds a good copy of the block (its header and checksum
-/// pass, as on every read) and its modification time is now refreshed; false
-/// when it is missing, damaged or cannot be refreshed, and must be written.
-/// The refreshed time is not fsynced: it only matters until the caller's
-/// map entry commits (the collector never takes a referenced block), and a
-/// crash before that leaves the block unreferenced anyway.
-fn refresh_existing(hash: &BlockHash, dest: &Path) -> bool {
+/// pass, as on every read), with exactly `expected` as its content when
+/// given, and its modification time is now refreshed; false when it is
+/// missing, damaged, other bytes or cannot be refreshed, and must be
+/// written. The refreshed time is not fsynced: it only matters until the
+/// caller's map entry commits (the collector never takes a referenced
+/// block), and a crash before that leaves the block unreferenced anyway.
+fn refresh_existing(hash: &BlockHash, dest: &Path, expected: Option<&[u8]>) -> bool {
     let Ok(file) = File::open(dest) else {
         return false;
     };
-    let Ok(len) = file.metadata().map(|metadata| metadata.len()) else {
-        return false;
-    };
-    let Ok(reader) = file.try_clone() else {
-        return false;
-    };
-    read_file(hash, reader, 0..len, len).is_ok()
-        && file.set_modified(std::time::SystemTime::now()).is_ok()
+    let good = HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        let Ok(len) = file.metadata().map(|metadata| metadata.len()) else {
+            return false;
+        };
+        let Ok(reader) = file.try_clone() else {
+            return false;
+        };
+        read_file_into(hash, reader, 0..len, len, &mut held).is_ok()
+            && expected.is_none_or(|data| held[..] == data[..])
+    });
+    good && file.set_modified(std::time::SystemTime::now()).is_ok()
 }
 
 /// Removes every `.tmp-*` file under `dir` (recursively; symlinks are
@@ -208,7 +213,7 @@ impl BlockStore for LocalBlockStore {
         tokio::task::spawn_blocking(move || {
             // Content addressing: a good copy already there only needs its
             // time refreshed (see the crate docs, "Puts").
-            if refresh_existing(&hash, &dest) {
+            if refresh_existing(&hash, &dest, None) {
                 return Ok(());
             }
             write_durably(&root, &dest, &header, &data).map_err(|error| {
@@ -228,32 +233,8 @@ impl BlockStore for LocalBlockStore {
         hash: &BlockHash,
         data: &[u8],
     ) -> Option<Result<bool, BlockError>> {
-        let dest = self.path_for(hash);
-        let Ok(file) = File::open(&dest) else {
-            return Some(Ok(false));
-        };
-        let held = HELD.with(|held| {
-            let mut held = held.borrow_mut();
-            let Ok(len) = file.metadata().map(|metadata| metadata.len()) else {
-                return false;
-            };
-            let Ok(reader) = file.try_clone() else {
-                return false;
-            };
-            // Checked as every read is (a damaged copy is not "held": the
-            // caller's put rewrites it).
-            read_file_into(hash, reader, 0..len, len, &mut held).is_ok() && held[..] == data[..]
-        });
-        if !held {
-            return Some(Ok(false));
-        }
-        Some(
-            file.set_modified(std::time::SystemTime::now())
-                .map(|()| true)
-                .map_err(|error| {
-                    BlockError::Backend(format!("refreshing {}: {error}", dest.display()))
-                }),
-        )
+        // A damaged copy is not "held": the caller's put rewrites it.
+        Some(Ok(refresh_existing(hash, &self.path_for(hash), Some(data))))
     }
 
     fn get_blocking_into(

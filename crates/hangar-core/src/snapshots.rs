@@ -389,11 +389,7 @@ impl Hangar {
     /// time, before it commits the map entry. `put_ms` is the wall time
     /// just before the put.
     pub async fn refresh_if_stale(&self, hash: &BlockHash, put_ms: i64) -> Result<()> {
-        let grace_ms = self
-            .leases
-            .block_grace_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if self.clock.wall_ms().saturating_sub(put_ms) <= grace_ms / 2 {
+        if !self.block_write_is_stale(put_ms) {
             return Ok(());
         }
         // Read back rather than kept: a copy of every block for this rare
@@ -403,6 +399,16 @@ impl Hangar {
         let data = self.blocks.get(hash).await?;
         self.blocks.put(hash, data).await?;
         Ok(())
+    }
+
+    /// Whether a write that put its blocks at `put_ms` is past the time
+    /// fence (half the collectors' grace), see [`Hangar::refresh_if_stale`].
+    pub(crate) fn block_write_is_stale(&self, put_ms: i64) -> bool {
+        let grace_ms = self
+            .leases
+            .block_grace_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.clock.wall_ms().saturating_sub(put_ms) > grace_ms / 2
     }
 
     /// Completes a pending snapshot: checks the number of blocks written

@@ -159,11 +159,12 @@ pub trait ObjectBackend: Send + Sync {
         part_number: i32,
         data: Vec<bytes::Bytes>,
     ) -> Result<String, BucketError>;
-    /// The ETag the store gives a part holding `data`, where it can be
-    /// computed (S3 stores: the hex MD5 of a part), so that a resumed task
-    /// keeps the parts the store already holds instead of sending them
-    /// again. `None` (the default): ETags are opaque, every part is sent.
-    fn part_etag(&self, _data: &[u8]) -> Option<String> {
+    /// The ETag the store gives a part holding `data` (its chunks, in
+    /// order), where it can be computed (S3 stores: the hex MD5 of a part),
+    /// so that a resumed task keeps the parts the store already holds
+    /// instead of sending them again. `None` (the default): ETags are
+    /// opaque, every part is sent.
+    fn part_etag(&self, _data: &[bytes::Bytes]) -> Option<String> {
         None
     }
     /// Parts stored so far: (number, ETag, size), in order.
@@ -292,11 +293,9 @@ impl Hangar {
         data: Vec<u8>,
         verified_sha256: [u8; 32],
     ) -> Result<String, Error> {
-        let block_count = volume_size_gib * BLOCKS_PER_GIB;
-        if !(0..block_count).contains(&index) || data.is_empty() || data.len() > BLOCK_SIZE {
-            return Err(Error::Internal(format!(
-                "block {index} of {snapshot_id} is outside its {volume_size_gib} GiB volume"
-            )));
+        check_block_place(snapshot_id, volume_size_gib, index)?;
+        if data.is_empty() || data.len() > BLOCK_SIZE {
+            return Err(outside(snapshot_id, volume_size_gib, index));
         }
         if is_all_zero(&data) {
             return Ok(ZERO_BLOCK.to_owned());
@@ -326,12 +325,7 @@ impl Hangar {
         index: i64,
         sha256: [u8; 32],
     ) -> Result<String, Error> {
-        let block_count = volume_size_gib * BLOCKS_PER_GIB;
-        if !(0..block_count).contains(&index) {
-            return Err(Error::Internal(format!(
-                "block {index} of {snapshot_id} is outside its {volume_size_gib} GiB volume"
-            )));
-        }
+        check_block_place(snapshot_id, volume_size_gib, index)?;
         Ok(BlockHash(sha256).to_hex())
     }
 
@@ -359,9 +353,11 @@ impl Hangar {
         entries: &[(i64, String)],
         put_ms: i64,
     ) -> Result<(), Error> {
-        for (_, value) in entries {
-            if let Some(hash) = BlockHash::from_hex(value) {
-                self.refresh_if_stale(&hash, put_ms).await?;
+        if self.block_write_is_stale(put_ms) {
+            for (_, value) in entries {
+                if let Some(hash) = BlockHash::from_hex(value) {
+                    self.refresh_if_stale(&hash, put_ms).await?;
+                }
             }
         }
         Ok(self.store.put_blocks(snapshot_id, entries).await?)
@@ -442,4 +438,19 @@ impl Hangar {
         }
         Ok(())
     }
+}
+
+/// A restored block's index must lie within its volume.
+fn check_block_place(snapshot_id: &str, volume_size_gib: i64, index: i64) -> Result<(), Error> {
+    if (0..volume_size_gib * BLOCKS_PER_GIB).contains(&index) {
+        Ok(())
+    } else {
+        Err(outside(snapshot_id, volume_size_gib, index))
+    }
+}
+
+fn outside(snapshot_id: &str, volume_size_gib: i64, index: i64) -> Error {
+    Error::Internal(format!(
+        "block {index} of {snapshot_id} is outside its {volume_size_gib} GiB volume"
+    ))
 }

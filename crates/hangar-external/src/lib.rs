@@ -567,9 +567,13 @@ impl ObjectBackend for ExternalBuckets {
         }
     }
 
-    fn part_etag(&self, data: &[u8]) -> Option<String> {
+    fn part_etag(&self, data: &[bytes::Bytes]) -> Option<String> {
         use md5::Digest;
-        let digest = md5::Md5::digest(data);
+        let mut md5 = md5::Md5::new();
+        for chunk in data {
+            md5.update(chunk);
+        }
+        let digest = md5.finalize();
         Some(digest.iter().map(|byte| format!("{byte:02x}")).collect())
     }
 

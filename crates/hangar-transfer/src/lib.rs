@@ -201,15 +201,6 @@ impl PartBuffer {
     }
 }
 
-/// The bytes of a part, in one piece (for the rare callers that need one).
-fn contiguous(part: &[bytes::Bytes]) -> Vec<u8> {
-    let mut all = Vec::with_capacity(part.iter().map(bytes::Bytes::len).sum());
-    for chunk in part {
-        all.extend_from_slice(chunk);
-    }
-    all
-}
-
 fn part_len(part: &[bytes::Bytes]) -> usize {
     part.iter().map(bytes::Bytes::len).sum()
 }
@@ -810,7 +801,7 @@ impl Transfer {
         let backend = self.backend.clone();
         // Hashing a part is milliseconds of CPU: off the runtime's threads.
         let (computed, data) = tokio::task::spawn_blocking(move || {
-            let computed = backend.part_etag(&contiguous(&data));
+            let computed = backend.part_etag(&data);
             (computed, data)
         })
         .await
@@ -1237,6 +1228,13 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A part's bytes in one piece.
+    fn contiguous(part: &[bytes::Bytes]) -> Vec<u8> {
+        part.iter()
+            .flat_map(|chunk| chunk.iter().copied())
+            .collect()
+    }
 
     #[test]
     fn part_buffer_hands_out_parts_in_order() {
