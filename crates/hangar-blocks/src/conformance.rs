@@ -139,6 +139,7 @@ pub async fn run_all_with_raw(store: &dyn BlockStore, raw: &dyn RawAccess) {
     check_other_content_is_corrupt(store, raw).await;
     check_put_heals_corruption(store, raw).await;
     check_refresh_if_holding(store, raw).await;
+    check_put_blocking(store, raw).await;
     check_leftovers_swept_and_unlisted(store, raw).await;
 }
 
@@ -569,6 +570,50 @@ pub async fn check_refresh_if_holding(store: &dyn BlockStore, raw: &dyn RawAcces
     );
     put_ok(store, &hash, data.clone()).await;
     assert!(get_ok(store, &hash).await == data, "a put heals it");
+}
+
+/// `put_blocking` (engines that have it) is a put: the block reads back,
+/// a second put of it succeeds and refreshes its time, and a put over a
+/// damaged copy heals it.
+pub async fn check_put_blocking(store: &dyn BlockStore, raw: &dyn RawAccess) {
+    let (hash, data) = random_block(BLOCK_SIZE);
+    let Some(written) = store.put_blocking(&hash, &data) else {
+        return;
+    };
+    written.expect("put_blocking");
+    assert!(
+        get_ok(store, &hash).await == data,
+        "a blocking put reads back"
+    );
+    let modified = |listed: Vec<StoredBlock>| {
+        listed
+            .into_iter()
+            .find(|stored| stored.hash == hash)
+            .map(|stored| stored.modified_ms)
+            .expect("listed")
+    };
+    let before = modified(store.list(None, usize::MAX).await.expect("list"));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let again = store.put_blocking(&hash, &data);
+    assert!(matches!(again, Some(Ok(()))), "a second put: {again:?}");
+    let after = modified(store.list(None, usize::MAX).await.expect("list"));
+    assert!(
+        after > before,
+        "a second put refreshes the time ({before} then {after})"
+    );
+    let mut bytes = raw.read_raw(&hash).await;
+    bytes[HEADER_LEN + 7] ^= 0x10;
+    raw.write_raw(&hash, bytes).await;
+    assert!(
+        matches!(store.get(&hash).await, Err(BlockError::Corrupt(_))),
+        "the damaged copy reads as corrupt"
+    );
+    let healed = store.put_blocking(&hash, &data);
+    assert!(matches!(healed, Some(Ok(()))), "a healing put: {healed:?}");
+    assert!(
+        get_ok(store, &hash).await == data,
+        "a blocking put heals it"
+    );
 }
 
 /// Leftovers of interrupted writes (`.tmp-*`, even when they hold a complete

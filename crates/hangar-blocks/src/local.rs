@@ -76,6 +76,20 @@ impl LocalBlockStore {
     }
 }
 
+impl LocalBlockStore {
+    /// `put` on the calling thread. Content addressing: a good copy already
+    /// there only needs its time refreshed (see the crate docs, "Puts").
+    fn put_here(&self, hash: &BlockHash, data: &[u8]) -> Result<(), BlockError> {
+        let dest = self.path_for(hash);
+        if refresh_existing(hash, &dest, None) {
+            return Ok(());
+        }
+        let header = encode_header(hash, data)?;
+        write_durably(&self.root, &dest, &header, data)
+            .map_err(|error| BlockError::Backend(format!("writing {}: {error}", dest.display())))
+    }
+}
+
 fn joined(error: tokio::task::JoinError) -> BlockError {
     BlockError::Backend(format!("block store task failed: {error}"))
 }
@@ -206,22 +220,16 @@ fn is_leftover(name: &str) -> bool {
 impl BlockStore for LocalBlockStore {
     async fn put(&self, hash: &BlockHash, data: Vec<u8>) -> Result<(), BlockError> {
         debug_assert_eq!(BlockHash::of(&data), *hash, "put with a wrong hash");
-        let header = encode_header(hash, &data)?;
-        let dest = self.path_for(hash);
-        let root = self.root.clone();
+        let store = self.clone();
         let hash = *hash;
-        tokio::task::spawn_blocking(move || {
-            // Content addressing: a good copy already there only needs its
-            // time refreshed (see the crate docs, "Puts").
-            if refresh_existing(&hash, &dest, None) {
-                return Ok(());
-            }
-            write_durably(&root, &dest, &header, &data).map_err(|error| {
-                BlockError::Backend(format!("writing {}: {error}", dest.display()))
-            })
-        })
-        .await
-        .map_err(joined)?
+        tokio::task::spawn_blocking(move || store.put_here(&hash, &data))
+            .await
+            .map_err(joined)?
+    }
+
+    fn put_blocking(&self, hash: &BlockHash, data: &[u8]) -> Option<Result<(), BlockError>> {
+        debug_assert_eq!(BlockHash::of(data), *hash, "put with a wrong hash");
+        Some(self.put_here(hash, data))
     }
 
     async fn get(&self, hash: &BlockHash) -> Result<Vec<u8>, BlockError> {

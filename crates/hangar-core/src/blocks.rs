@@ -101,6 +101,15 @@ pub trait BlockStore: Send + Sync + 'static {
         None
     }
 
+    /// As [`BlockStore::put`], on the calling thread, for engines whose
+    /// blocks are local files; `None` (nothing written) from the others,
+    /// whose callers then use `put`. Only for threads that may block: a
+    /// restore verifies and writes each block in one hop instead of two.
+    fn put_blocking(&self, hash: &BlockHash, data: &[u8]) -> Option<Result<(), BlockError>> {
+        let _ = (hash, data);
+        None
+    }
+
     /// When the store holds a good copy of `hash` whose content is exactly
     /// `data`, refreshes its time (as a put would) and answers `true`: the
     /// caller then knows that `data` hashes to `hash` without hashing it,

@@ -34,6 +34,15 @@ use crate::repo::{StoreError, ZERO_BLOCK};
 use crate::service::{Caller, Hangar};
 use crate::snapshots::{BLOCKS_PER_GIB, new_snapshot};
 
+/// One restored block as [`Hangar::restored_block`] decides it.
+#[derive(Debug)]
+pub enum RestoredBlock {
+    /// All zeros: recorded as `ZERO_BLOCK`, nothing stored.
+    Zero,
+    /// Stored under `hash`; its map value is `hash.to_hex()`.
+    Write { hash: BlockHash, data: Vec<u8> },
+}
+
 /// One snapshot of a stored image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSnapshot {
@@ -279,10 +288,9 @@ impl Hangar {
     /// store, after checking that it fits the volume; returns the map value
     /// to record for it (the hash, or `ZERO_BLOCK`). `verified_sha256` is
     /// the SHA-256 of `data` as given, already checked by the caller against
-    /// the archive's frame (`UnverifiedBlock::verify` in hangar-archive): a
-    /// full block is stored under it without hashing it again, a shorter one
-    /// is padded with zeros to the block size and hashed here. The caller
-    /// holds [`Hangar::block_write_guard`] from here until the map entry is
+    /// the archive's frame (`UnverifiedBlock::verify` in hangar-archive); see
+    /// [`Hangar::restored_block`]. The caller holds
+    /// [`Hangar::block_write_guard`] from here until the map entry is
     /// written ([`Hangar::restore_map_entries`]), as `PutSnapshotBlock`
     /// does, so the collector cannot take the block in between.
     pub async fn restore_block_file(
@@ -293,25 +301,49 @@ impl Hangar {
         data: Vec<u8>,
         verified_sha256: [u8; 32],
     ) -> Result<String, Error> {
+        match Self::restored_block(snapshot_id, volume_size_gib, index, data, verified_sha256)? {
+            RestoredBlock::Zero => Ok(ZERO_BLOCK.to_owned()),
+            RestoredBlock::Write { hash, data } => {
+                self.blocks.put(&hash, data).await?;
+                Ok(hash.to_hex())
+            }
+        }
+    }
+
+    /// Restore: what [`Hangar::restore_block_file`] writes for one block,
+    /// without writing it, so that a caller on a blocking thread can verify
+    /// and write a block in one hop (`BlockStore::put_blocking`). A full
+    /// block is stored under `verified_sha256` without hashing it again; a
+    /// shorter one is padded with zeros to the block size and hashed here.
+    pub fn restored_block(
+        snapshot_id: &str,
+        volume_size_gib: i64,
+        index: i64,
+        data: Vec<u8>,
+        verified_sha256: [u8; 32],
+    ) -> Result<RestoredBlock, Error> {
         check_block_place(snapshot_id, volume_size_gib, index)?;
         if data.is_empty() || data.len() > BLOCK_SIZE {
             return Err(outside(snapshot_id, volume_size_gib, index));
         }
         if is_all_zero(&data) {
-            return Ok(ZERO_BLOCK.to_owned());
+            return Ok(RestoredBlock::Zero);
         }
-        let (hash, data) = if data.len() == BLOCK_SIZE {
+        if data.len() == BLOCK_SIZE {
             debug_assert_eq!(BlockHash::of(&data).0, verified_sha256);
-            (BlockHash(verified_sha256), data)
-        } else {
-            // Only archives written elsewhere hold short blocks: rare
-            // enough to hash here.
-            let mut data = data;
-            data.resize(BLOCK_SIZE, 0);
-            (BlockHash::of(&data), data)
-        };
-        self.blocks.put(&hash, data).await?;
-        Ok(hash.to_hex())
+            return Ok(RestoredBlock::Write {
+                hash: BlockHash(verified_sha256),
+                data,
+            });
+        }
+        // Only archives written elsewhere hold short blocks: rare enough to
+        // hash here.
+        let mut data = data;
+        data.resize(BLOCK_SIZE, 0);
+        Ok(RestoredBlock::Write {
+            hash: BlockHash::of(&data),
+            data,
+        })
     }
 
     /// Restore: the map value of a full block the block store already held
@@ -319,7 +351,6 @@ impl Hangar {
     /// its time as a put would); checked as [`Hangar::restore_block_file`]
     /// checks its place.
     pub fn restore_block_held(
-        &self,
         snapshot_id: &str,
         volume_size_gib: i64,
         index: i64,

@@ -41,7 +41,9 @@ use hangar_core::blocks::BlockHash;
 use hangar_core::buckets::BucketError;
 use hangar_core::model::{Bucket, Image, ImageState, SnapshotState, Tag, Task, TaskWork};
 use hangar_core::repo::ZERO_BLOCK;
-use hangar_core::transfer::{ImageTransfer, ObjectBackend, StoredImage, StoredSnapshot};
+use hangar_core::transfer::{
+    ImageTransfer, ObjectBackend, RestoredBlock, StoredImage, StoredSnapshot,
+};
 use hangar_core::{Caller, Error, Hangar};
 
 /// Knobs of the transfer work.
@@ -1092,51 +1094,72 @@ impl Transfer {
                 let written = futures::future::try_join_all(pending.into_iter().map(
                     |(snapshot_id, volume_size_gib, index, block, position)| async move {
                         // Every block's SHA-256 is checked before it is
-                        // stored, on a blocking thread: the batch's blocks
-                        // hash in parallel, beside the archive's reader.
+                        // stored, on a blocking thread that then writes it
+                        // (one hop per block): the batch's blocks hash and
+                        // write in parallel, beside the archive's reader.
                         // A block the store already holds is compared with
                         // its copy instead (and that copy's time refreshed):
                         // the same bytes, so the same hash, for a fraction
                         // of a SHA-256.
                         let blocks = hangar.blocks().clone();
-                        let (block, held) = tokio::task::spawn_blocking(move || {
+                        let snapshot = snapshot_id.clone();
+                        let key = object_key_ref.clone();
+                        let corrupt = |error| match error {
+                            Error::Internal(detail) => {
+                                failed(format!("The object {object_key_ref} is corrupt: {detail}"))
+                            }
+                            other => other,
+                        };
+                        let (value, unwritten) = tokio::task::spawn_blocking(move || {
                             let declared = BlockHash(block.declared_sha256());
                             let full = block.data().len() == hangar_core::blocks::BLOCK_SIZE;
                             if full
                                 && let Some(Ok(true)) =
                                     blocks.refresh_if_holding_blocking(&declared, block.data())
                             {
-                                return Ok((block.verified_by_identical_copy(), true));
+                                let block = block.verified_by_identical_copy();
+                                let value = Hangar::restore_block_held(
+                                    &snapshot,
+                                    volume_size_gib,
+                                    index,
+                                    block.sha256,
+                                )?;
+                                return Ok((value, None));
                             }
-                            block.verify().map(|block| (block, false))
+                            let block = block
+                                .verify()
+                                .map_err(|error| failed(describe(&error, &key)))?;
+                            match Hangar::restored_block(
+                                &snapshot,
+                                volume_size_gib,
+                                index,
+                                block.data,
+                                block.sha256,
+                            )? {
+                                RestoredBlock::Zero => Ok((ZERO_BLOCK.to_owned(), None)),
+                                RestoredBlock::Write { hash, data } => {
+                                    match blocks.put_blocking(&hash, &data) {
+                                        Some(written) => {
+                                            written?;
+                                            Ok((hash.to_hex(), None))
+                                        }
+                                        // An engine without blocking writes:
+                                        // put below.
+                                        None => Ok((hash.to_hex(), Some((hash, data)))),
+                                    }
+                                }
+                            }
                         })
                         .await
                         .map_err(|error| Error::Internal(error.to_string()))?
-                        .map_err(|error| failed(describe(&error, object_key_ref)))?;
-                        let value = if held {
-                            hangar.restore_block_held(
-                                &snapshot_id,
-                                volume_size_gib,
-                                index,
-                                block.sha256,
-                            )
-                        } else {
+                        .map_err(corrupt)?;
+                        if let Some((hash, data)) = unwritten {
                             hangar
-                                .restore_block_file(
-                                    &snapshot_id,
-                                    volume_size_gib,
-                                    index,
-                                    block.data,
-                                    block.sha256,
-                                )
+                                .blocks()
+                                .put(&hash, data)
                                 .await
+                                .map_err(|error| corrupt(error.into()))?;
                         }
-                        .map_err(|error| match error {
-                            Error::Internal(detail) => {
-                                failed(format!("The object {object_key_ref} is corrupt: {detail}"))
-                            }
-                            other => other,
-                        })?;
                         Ok::<_, Error>((snapshot_id, index, value, position))
                     },
                 ))
