@@ -519,6 +519,18 @@ pub async fn check_put_heals_corruption(store: &dyn BlockStore, raw: &dyn RawAcc
     );
 }
 
+/// The modified time `list` gives for `hash`, which must be stored.
+async fn modified_ms(store: &dyn BlockStore, hash: &BlockHash) -> i64 {
+    store
+        .list(None, usize::MAX)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|stored| stored.hash == *hash)
+        .map(|stored| stored.modified_ms)
+        .expect("listed")
+}
+
 /// `refresh_if_holding_blocking` (engines that have it): `true` only for a
 /// good copy holding exactly the bytes given, and then the copy's time is
 /// refreshed; `false` for other bytes, a missing block and a damaged copy
@@ -534,21 +546,14 @@ pub async fn check_refresh_if_holding(store: &dyn BlockStore, raw: &dyn RawAcces
         "a missing block is not held"
     );
     put_ok(store, &hash, data.clone()).await;
-    let modified = |listed: Vec<StoredBlock>| {
-        listed
-            .into_iter()
-            .find(|stored| stored.hash == hash)
-            .map(|stored| stored.modified_ms)
-            .expect("listed")
-    };
-    let before = modified(store.list(None, usize::MAX).await.expect("list"));
+    let before = modified_ms(store, &hash).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let held = store.refresh_if_holding_blocking(&hash, &data);
     assert!(
         matches!(held, Some(Ok(true))),
         "the same bytes are held: {held:?}"
     );
-    let after = modified(store.list(None, usize::MAX).await.expect("list"));
+    let after = modified_ms(store, &hash).await;
     assert!(
         after > before,
         "held refreshes the time ({before} then {after})"
@@ -585,18 +590,11 @@ pub async fn check_put_blocking(store: &dyn BlockStore, raw: &dyn RawAccess) {
         get_ok(store, &hash).await == data,
         "a blocking put reads back"
     );
-    let modified = |listed: Vec<StoredBlock>| {
-        listed
-            .into_iter()
-            .find(|stored| stored.hash == hash)
-            .map(|stored| stored.modified_ms)
-            .expect("listed")
-    };
-    let before = modified(store.list(None, usize::MAX).await.expect("list"));
+    let before = modified_ms(store, &hash).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let again = store.put_blocking(&hash, &data);
     assert!(matches!(again, Some(Ok(()))), "a second put: {again:?}");
-    let after = modified(store.list(None, usize::MAX).await.expect("list"));
+    let after = modified_ms(store, &hash).await;
     assert!(
         after > before,
         "a second put refreshes the time ({before} then {after})"
