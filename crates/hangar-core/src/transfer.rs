@@ -284,24 +284,15 @@ impl Hangar {
         }
     }
 
-    /// Restore: makes one block of a pending snapshot durable in the block
-    /// store, after checking that it fits the volume; returns the map value
-    /// to record for it (the hash, or `ZERO_BLOCK`). `verified_sha256` is
-    /// the SHA-256 of `data` as given, already checked by the caller against
-    /// the archive's frame (`UnverifiedBlock::verify` in hangar-archive); see
-    /// [`Hangar::restored_block`]. The caller holds
-    /// [`Hangar::block_write_guard`] from here until the map entry is
-    /// written ([`Hangar::restore_map_entries`]), as `PutSnapshotBlock`
-    /// does, so the collector cannot take the block in between.
-    pub async fn restore_block_file(
-        &self,
-        snapshot_id: &str,
-        volume_size_gib: i64,
-        index: i64,
-        data: Vec<u8>,
-        verified_sha256: [u8; 32],
-    ) -> Result<String, Error> {
-        match Self::restored_block(snapshot_id, volume_size_gib, index, data, verified_sha256)? {
+    /// Restore: makes a block decided by [`Hangar::restored_block`] durable
+    /// in the block store (for engines without `BlockStore::put_blocking`)
+    /// and returns the map value to record for it (the hash, or
+    /// `ZERO_BLOCK`). The caller holds [`Hangar::block_write_guard`] from
+    /// here until the map entry is written ([`Hangar::restore_map_entries`]),
+    /// as `PutSnapshotBlock` does, so the collector cannot take the block in
+    /// between.
+    pub async fn put_restored_block(&self, block: RestoredBlock) -> Result<String, Error> {
+        match block {
             RestoredBlock::Zero => Ok(ZERO_BLOCK.to_owned()),
             RestoredBlock::Write { hash, data } => {
                 self.blocks.put(&hash, data).await?;
@@ -310,11 +301,15 @@ impl Hangar {
         }
     }
 
-    /// Restore: what [`Hangar::restore_block_file`] writes for one block,
-    /// without writing it, so that a caller on a blocking thread can verify
-    /// and write a block in one hop (`BlockStore::put_blocking`). A full
-    /// block is stored under `verified_sha256` without hashing it again; a
-    /// shorter one is padded with zeros to the block size and hashed here.
+    /// Restore: what to store for one block of a pending snapshot, after
+    /// checking that it fits the volume; no I/O, so that a caller on a
+    /// blocking thread can verify and write a block in one hop
+    /// (`BlockStore::put_blocking`, else [`Hangar::put_restored_block`]).
+    /// `verified_sha256` is the SHA-256 of `data` as given, already checked
+    /// by the caller against the archive's frame (`UnverifiedBlock::verify`
+    /// in hangar-archive): a full block is stored under it without hashing
+    /// it again, a shorter one is padded with zeros to the block size and
+    /// hashed here.
     pub fn restored_block(
         snapshot_id: &str,
         volume_size_gib: i64,
@@ -348,7 +343,7 @@ impl Hangar {
 
     /// Restore: the map value of a full block the block store already held
     /// (found by `BlockStore::refresh_if_holding_blocking`, which refreshed
-    /// its time as a put would); checked as [`Hangar::restore_block_file`]
+    /// its time as a put would); checked as [`Hangar::restored_block`]
     /// checks its place.
     pub fn restore_block_held(
         snapshot_id: &str,
@@ -367,13 +362,13 @@ impl Hangar {
     }
 
     /// The wall time to pass to [`Hangar::restore_map_entries`], taken
-    /// before the first of a batch's [`Hangar::restore_block_file`] puts.
+    /// before the first of a batch's block puts.
     pub fn block_write_started(&self) -> i64 {
         self.clock.wall_ms()
     }
 
-    /// Restore: records the map entries of blocks written by
-    /// [`Hangar::restore_block_file`] since `put_ms` (from
+    /// Restore: records the map entries of blocks written
+    /// since `put_ms` (from
     /// [`Hangar::block_write_started`]), in one transaction. The same time
     /// fence as `PutSnapshotBlock`'s applies first: a batch that took more
     /// than half the collectors' grace puts its blocks again, so a

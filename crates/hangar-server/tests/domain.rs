@@ -406,10 +406,8 @@ async fn a_stalled_block_writer_puts_its_block_again_before_the_map_entry() {
         let data = block(seed);
         let hash = BlockHash::of(&data);
         let put_ms = hangar.block_write_started();
-        let value = hangar
-            .restore_block_file(&snapshot_id, 1, index, data, hash.0)
-            .await
-            .unwrap();
+        let restored = Hangar::restored_block(&snapshot_id, 1, index, data, hash.0).unwrap();
+        let value = hangar.put_restored_block(restored).await.unwrap();
         hangar
             .restore_map_entries(&snapshot_id, &[(index, value)], put_ms)
             .await

@@ -815,6 +815,51 @@ impl Transfer {
     }
 }
 
+/// The blocking half of restoring one block of snapshot `snapshot_id`:
+/// its SHA-256 is checked and it is written on the calling thread (one hop
+/// per block; the batch's blocks hash and write in parallel, beside the
+/// archive's reader). A full block the store already holds is compared with
+/// its copy instead (and that copy's time refreshed): the same bytes, so the
+/// same hash, for a fraction of a SHA-256. `Ok(value)` is the map value of
+/// a written block; `Err(block)` a block still to write with
+/// [`Hangar::put_restored_block`], from engines without blocking writes.
+fn verify_and_write(
+    blocks: &dyn hangar_core::blocks::BlockStore,
+    snapshot_id: &str,
+    volume_size_gib: i64,
+    index: i64,
+    block: UnverifiedBlock,
+    object_key: &str,
+) -> Result<Result<String, RestoredBlock>, Error> {
+    let declared = BlockHash(block.declared_sha256());
+    let full = block.data().len() == hangar_core::blocks::BLOCK_SIZE;
+    if full && let Some(Ok(true)) = blocks.refresh_if_holding_blocking(&declared, block.data()) {
+        let block = block.verified_by_identical_copy();
+        return Hangar::restore_block_held(snapshot_id, volume_size_gib, index, block.sha256)
+            .map(Ok);
+    }
+    let block = block
+        .verify()
+        .map_err(|error| failed(describe(&error, object_key)))?;
+    let restored = Hangar::restored_block(
+        snapshot_id,
+        volume_size_gib,
+        index,
+        block.data,
+        block.sha256,
+    )?;
+    let RestoredBlock::Write { hash, data } = &restored else {
+        return Ok(Ok(ZERO_BLOCK.to_owned()));
+    };
+    match blocks.put_blocking(hash, data) {
+        Some(written) => {
+            written?;
+            Ok(Ok(hash.to_hex()))
+        }
+        None => Ok(Err(restored)),
+    }
+}
+
 /// Blocks read and compressed per blocking hop of a store task.
 const ENCODE_GROUP: usize = 8;
 
@@ -1093,14 +1138,6 @@ impl Transfer {
                 let put_ms = hangar.block_write_started();
                 let written = futures::future::try_join_all(pending.into_iter().map(
                     |(snapshot_id, volume_size_gib, index, block, position)| async move {
-                        // Every block's SHA-256 is checked before it is
-                        // stored, on a blocking thread that then writes it
-                        // (one hop per block): the batch's blocks hash and
-                        // write in parallel, beside the archive's reader.
-                        // A block the store already holds is compared with
-                        // its copy instead (and that copy's time refreshed):
-                        // the same bytes, so the same hash, for a fraction
-                        // of a SHA-256.
                         let blocks = hangar.blocks().clone();
                         let snapshot = snapshot_id.clone();
                         let key = object_key_ref.clone();
@@ -1110,56 +1147,26 @@ impl Transfer {
                             }
                             other => other,
                         };
-                        let (value, unwritten) = tokio::task::spawn_blocking(move || {
-                            let declared = BlockHash(block.declared_sha256());
-                            let full = block.data().len() == hangar_core::blocks::BLOCK_SIZE;
-                            if full
-                                && let Some(Ok(true)) =
-                                    blocks.refresh_if_holding_blocking(&declared, block.data())
-                            {
-                                let block = block.verified_by_identical_copy();
-                                let value = Hangar::restore_block_held(
-                                    &snapshot,
-                                    volume_size_gib,
-                                    index,
-                                    block.sha256,
-                                )?;
-                                return Ok((value, None));
-                            }
-                            let block = block
-                                .verify()
-                                .map_err(|error| failed(describe(&error, &key)))?;
-                            match Hangar::restored_block(
+                        let restored = tokio::task::spawn_blocking(move || {
+                            verify_and_write(
+                                blocks.as_ref(),
                                 &snapshot,
                                 volume_size_gib,
                                 index,
-                                block.data,
-                                block.sha256,
-                            )? {
-                                RestoredBlock::Zero => Ok((ZERO_BLOCK.to_owned(), None)),
-                                RestoredBlock::Write { hash, data } => {
-                                    match blocks.put_blocking(&hash, &data) {
-                                        Some(written) => {
-                                            written?;
-                                            Ok((hash.to_hex(), None))
-                                        }
-                                        // An engine without blocking writes:
-                                        // put below.
-                                        None => Ok((hash.to_hex(), Some((hash, data)))),
-                                    }
-                                }
-                            }
+                                block,
+                                &key,
+                            )
                         })
                         .await
                         .map_err(|error| Error::Internal(error.to_string()))?
                         .map_err(corrupt)?;
-                        if let Some((hash, data)) = unwritten {
-                            hangar
-                                .blocks()
-                                .put(&hash, data)
+                        let value = match restored {
+                            Ok(value) => value,
+                            Err(unwritten) => hangar
+                                .put_restored_block(unwritten)
                                 .await
-                                .map_err(|error| corrupt(error.into()))?;
-                        }
+                                .map_err(corrupt)?,
+                        };
                         Ok::<_, Error>((snapshot_id, index, value, position))
                     },
                 ))
